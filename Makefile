@@ -1,0 +1,60 @@
+# lua-instagram: build the C core for Lua 5.4 and LuaJIT side by side, test, demo.
+CC      ?= gcc
+WARN     = -std=c99 -Wall -Wextra -pedantic -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wdeclaration-after-statement
+CFLAGS  ?= -O2 -g
+ALLFLAGS = $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L
+LDFLAGS ?=
+LIBS     = -lcurl -lcrypto
+
+SRCS     = $(sort $(wildcard src/*.c))
+HDRS     = $(wildcard src/*.h)
+LUA54_INC = -I/usr/include/lua5.4
+LUAJIT_INC = -I/usr/include/luajit-2.1
+
+CORE54  = build/5.4/instagram/core.so
+CORE51  = build/5.1/instagram/core.so
+
+BUSTED  = busted
+
+.PHONY: all build deps test test-lua54 test-luajit lint demo clean
+
+all: build
+
+build: $(CORE54) $(CORE51)
+
+deps:
+	@scripts/ensure-deps base
+
+$(CORE54): $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LUA54_INC) -shared -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
+
+$(CORE51): $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LUAJIT_INC) -shared -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
+
+lint:
+	luacheck -q lua spec examples bench
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem --std=c99 \
+	  -I/usr/include/lua5.4 src
+
+test-lua54: build
+	$(BUSTED) -r lua54 -o utfTerminal
+
+test-luajit: build
+	$(BUSTED) -r luajit -o utfTerminal
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-lua54
+	@$(MAKE) --no-print-directory test-luajit
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	lua5.4 examples/get_started.lua --fake
+
+clean:
+	rm -rf build src/*.o instagram

@@ -1,0 +1,190 @@
+-- Error objects and the one function that classifies a response (API.md "Error objects").
+local json = require "instagram.json"
+
+local M = {}
+
+local Error = {}
+Error.__index = Error
+
+local KINDS = {
+  denied = true, callback = true, state = true, network = true, timeout = true,
+  tls = true, http = true, api = true, response = true, signature = true,
+}
+
+local RATE_LIMIT_CODES = { [4] = true, [17] = true, [32] = true, [613] = true }
+local TRANSIENT_CODES = { [1] = true, [2] = true, [341] = true }
+local TOKEN_CODES = { [190] = true, [102] = true }
+
+local MAX_MESSAGE = 300
+local MAX_RETRY_AFTER = 3600
+
+function Error:__tostring()
+  if self.kind == "api" then
+    local code = tostring(self.code or "?")
+    if self.subcode then code = code .. "/" .. tostring(self.subcode) end
+    local kind = self.type and (" (" .. self.type .. ")") or ""
+    return string.format("instagram: api error %s%s: %s", code, kind, self.message)
+  elseif self.kind == "http" then
+    return string.format("instagram: http error %s: %s", tostring(self.status or "?"), self.message)
+  end
+  return string.format("instagram: %s error: %s", self.kind, self.message)
+end
+
+-- Removes every secret from a message, cuts it to a sane length, and keeps it printable.
+local function scrub(message, secrets)
+  message = tostring(message or "")
+  if secrets then
+    for _, s in ipairs(secrets) do
+      if type(s) == "string" and #s >= 4 then
+        local start = 1
+        while true do
+          local i, j = message:find(s, start, true)
+          if not i then break end
+          message = message:sub(1, i - 1) .. "[redacted]" .. message:sub(j + 1)
+          start = i + #"[redacted]"
+        end
+      end
+    end
+  end
+  -- tokens and secrets that ride in URLs or forms, whatever their value
+  message = message:gsub("([%?&]?[%w_]*access_token=)[^&%s\"']+", "%1[redacted]")
+  message = message:gsub("(client_secret=)[^&%s\"']+", "%1[redacted]")
+  message = message:gsub("(appsecret_proof=)[^&%s\"']+", "%1[redacted]")
+  message = message:gsub("(code=)[^&%s\"']+", "%1[redacted]")
+  message = message:gsub("[%z\1-\31\127]", " ")
+  if #message > MAX_MESSAGE then message = message:sub(1, MAX_MESSAGE) .. "..." end
+  return message
+end
+M.scrub = scrub
+
+-- new(kind, message[, fields[, secrets]])
+function M.new(kind, message, fields, secrets)
+  assert(KINDS[kind], "unknown error kind")
+  local e = {}
+  if fields then
+    for k, v in pairs(fields) do e[k] = v end
+  end
+  e.kind = kind
+  e.message = scrub(message, secrets)
+  if e.description then e.description = scrub(e.description, secrets) end
+  if kind == "network" or kind == "timeout" then e.transient = true end
+  return setmetatable(e, Error)
+end
+
+function M.is_error(v)
+  return getmetatable(v) == Error
+end
+
+local function number_field(v)
+  if type(v) == "number" then return v end
+  if type(v) == "string" and v:match("^%-?%d+$") then return tonumber(v) end
+  return nil
+end
+
+local function string_field(v)
+  if type(v) == "string" and v ~= "" then return v end
+  if type(v) == "number" then return tostring(v) end
+  return nil
+end
+
+local function header(res, name)
+  local h = res.headers
+  return h and (h[name] or h[name:lower()])
+end
+
+-- Retry-After as delay-seconds (an HTTP-date or garbage is ignored), capped.
+local function retry_after(res)
+  local v = header(res, "retry-after")
+  if type(v) == "string" and v:match("^%s*%d+%s*$") then
+    local n = tonumber(v)
+    if n > MAX_RETRY_AFTER then n = MAX_RETRY_AFTER end
+    return n
+  end
+  -- BUC usage tells minutes until access is regained
+  local buc = header(res, "x-business-use-case-usage")
+  if type(buc) == "string" then
+    local decoded = json.decode(buc)
+    local best
+    if type(decoded) == "table" then
+      for _, entries in pairs(decoded) do
+        if type(entries) == "table" then
+          for _, entry in ipairs(entries) do
+            local minutes = type(entry) == "table" and number_field(entry.estimated_time_to_regain_access)
+            if minutes and minutes > 0 and (not best or minutes * 60 > best) then best = minutes * 60 end
+          end
+        end
+      end
+    end
+    if best then return math.min(best, MAX_RETRY_AFTER) end
+  end
+  return nil
+end
+
+-- The Graph shape {"error":{...}} or the OAuth endpoint's flat {"error_type","code","error_message"}.
+local function api_error_fields(body)
+  if type(body) ~= "table" then return nil end
+  local e = body.error
+  if type(e) == "table" then
+    return {
+      message = string_field(e.message) or "unknown API error",
+      code = number_field(e.code),
+      subcode = number_field(e.error_subcode),
+      type = string_field(e.type),
+      fbtrace_id = string_field(e.fbtrace_id),
+      is_transient = e.is_transient == true,
+    }
+  end
+  if body.error_type ~= nil or body.error_message ~= nil then
+    return {
+      message = string_field(body.error_message) or "unknown API error",
+      code = number_field(body.code),
+      type = string_field(body.error_type),
+    }
+  end
+  return nil
+end
+
+-- classify(res, secrets) -> decoded body, or nil, err. The one place that decides what a response means.
+function M.classify(res, secrets)
+  local status = res.status
+  local body, decode_err = json.decode(res.body)
+  local fields = api_error_fields(body)
+  if fields then
+    local is_transient = fields.is_transient
+    fields.is_transient = nil
+    fields.status = status
+    local e = M.new("api", fields.message, fields, secrets)
+    e.token_invalid = TOKEN_CODES[e.code] or nil
+    e.rate_limited = (RATE_LIMIT_CODES[e.code] or status == 429) or nil
+    e.transient = (is_transient or TRANSIENT_CODES[e.code] or status >= 500) or nil
+    e.retry_after = retry_after(res)
+    return nil, e
+  end
+  if status >= 300 then
+    local msg
+    if status < 400 then
+      msg = "unexpected redirect (not followed)"
+    elseif decode_err then
+      msg = "non-JSON error response"
+    else
+      msg = "error response without an error object"
+    end
+    local e = M.new("http", msg, { status = status }, secrets)
+    e.transient = status >= 500 or nil
+    e.rate_limited = status == 429 or nil
+    e.retry_after = retry_after(res)
+    return nil, e
+  end
+  if status < 200 then
+    return nil, M.new("http", "unexpected informational response", { status = status }, secrets)
+  end
+  if decode_err then
+    return nil, M.new("response", "response body is not valid JSON", { status = status }, secrets)
+  end
+  if type(body) ~= "table" then
+    return nil, M.new("response", "response body is not a JSON object", { status = status }, secrets)
+  end
+  return body
+end
+
+return M

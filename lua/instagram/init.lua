@@ -1,0 +1,642 @@
+-- lua-instagram: the public API (API.md). Policy lives here; the C core does bytes and sockets.
+local core = require "instagram.core"
+local profiles = require "instagram.profiles"
+local errors = require "instagram.errors"
+local json = require "instagram.json"
+local transport = require "instagram.transport"
+
+local instagram = {
+  VERSION = "0.1.0",
+  core = core,
+}
+
+local Client = {}
+Client.__index = Client
+
+-- Secrets are kept out of the client table, so dumping a client shows none.
+local private = setmetatable({}, { __mode = "k" })
+
+local MAX_CALLBACK_VALUE = 4096
+local MAX_CALLBACK_INPUT = 16384
+local BACKOFF_BASE, BACKOFF_CAP = 0.5, 30
+
+---------------------------------------------------------------------------
+-- argument checks: misuse raises, and the message starts with the function name
+
+local function raise(fname, msg)
+  error(fname .. ": " .. msg, 0)
+end
+
+local function check_clean(fname, what, s)
+  if s:find("[%z\r\n]") then
+    raise(fname, what .. " must not contain CR, LF or NUL")
+  end
+  return s
+end
+
+local function check_string(fname, what, v)
+  if type(v) ~= "string" or v == "" then
+    raise(fname, what .. " must be a non-empty string")
+  end
+  return check_clean(fname, what, v)
+end
+
+local function check_self(fname, self)
+  if getmetatable(self) ~= Client then
+    raise(fname, "call it as a method (ig:" .. fname:match("[%w_]+$") .. "(...))")
+  end
+  return private[self]
+end
+
+local function check_url(fname, what, url, allow_http)
+  check_string(fname, what, url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.+)$")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "https" and not (scheme == "http" and allow_http) then
+    raise(fname, what .. " must be an https:// URL" .. (allow_http and " or http:// URL" or
+      " (plain http needs allow_http = true)"))
+  end
+  if rest:find("[#%s]") or rest:sub(1, 1) == "/" then
+    raise(fname, what .. " must be an absolute URL without spaces or fragment")
+  end
+  return url
+end
+
+local function token_string(fname, token)
+  if type(token) == "table" then token = token.access_token end
+  if type(token) ~= "string" or token == "" then
+    raise(fname, "token must be an access-token string or a token table")
+  end
+  return check_clean(fname, "token", token)
+end
+
+local function fields_string(fname, fields, default)
+  if fields == nil then fields = default end
+  if type(fields) == "string" then
+    if fields == "" then raise(fname, "fields must not be empty") end
+    return fields
+  elseif type(fields) == "table" then
+    local out = {}
+    for i = 1, #fields do
+      local f = fields[i]
+      if type(f) ~= "string" or f == "" then
+        raise(fname, "fields must be an array of non-empty strings or a comma-separated string")
+      end
+      out[i] = f
+    end
+    if #out == 0 then raise(fname, "fields must not be empty") end
+    return table.concat(out, ",")
+  end
+  raise(fname, "fields must be an array of strings or a comma-separated string")
+end
+
+local function id_string(fname, what, v)
+  local id = json.id(v)
+  if not id then raise(fname, what .. " must be a string or an integer") end
+  return check_clean(fname, what, id)
+end
+
+---------------------------------------------------------------------------
+-- instagram.new
+
+local CONFIG_KEYS = {
+  app_id = true, app_secret = true, redirect_uri = true, api = true, scope = true,
+  endpoints = true, graph_version = true, timeout = true, connect_timeout = true,
+  retries = true, max_response_bytes = true, ca_file = true, allow_http = true,
+  transport = true, user_agent = true, token_in = true, appsecret_proof = true,
+  clock = true, sleep = true,
+}
+
+local function positive_number(fname, config, key, default)
+  local v = config[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+    raise(fname, key .. " must be a positive number")
+  end
+  return v
+end
+
+local function nonnegative_integer(fname, config, key, default, max)
+  local v = config[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 0 or v > max then
+    raise(fname, key .. " must be an integer from 0 to " .. max)
+  end
+  return v
+end
+
+function instagram.new(config)
+  local fname = "instagram.new"
+  if type(config) ~= "table" then raise(fname, "config must be a table") end
+  for k in pairs(config) do
+    if not CONFIG_KEYS[k] then raise(fname, "unknown option '" .. tostring(k) .. "'") end
+  end
+
+  local api = config.api or profiles.default
+  local profile = type(api) == "string" and profiles[api]
+  if type(profile) ~= "table" or api == "default" then
+    raise(fname, "api must be \"instagram_login\" or \"basic_display\"")
+  end
+
+  local allow_http = config.allow_http
+  if allow_http ~= nil and type(allow_http) ~= "boolean" then raise(fname, "allow_http must be a boolean") end
+  allow_http = allow_http or false
+
+  local app_id = check_string(fname, "app_id", config.app_id)
+  local secret = config.app_secret
+  if secret ~= nil then check_string(fname, "app_secret", secret) end
+  local redirect_uri = check_url(fname, "redirect_uri", config.redirect_uri, allow_http)
+
+  local scope = config.scope
+  if scope == nil then
+    scope = table.concat(profile.scope, ",")
+  elseif type(scope) == "table" then
+    for i = 1, #scope do check_string(fname, "scope[" .. i .. "]", scope[i]) end
+    if #scope == 0 then raise(fname, "scope must not be empty") end
+    scope = table.concat(scope, ",")
+  else
+    check_string(fname, "scope", scope)
+  end
+
+  local endpoints = {}
+  if config.endpoints ~= nil and type(config.endpoints) ~= "table" then
+    raise(fname, "endpoints must be a table")
+  end
+  local given = config.endpoints or {}
+  for k in pairs(given) do
+    if not profile.endpoints[k] then raise(fname, "unknown endpoint '" .. tostring(k) .. "'") end
+  end
+  for k, default in pairs(profile.endpoints) do
+    local url = check_url(fname, "endpoints." .. k, given[k] or default, allow_http)
+    if url:find("?", 1, true) then raise(fname, "endpoints." .. k .. " must not carry a query") end
+    endpoints[k] = url
+  end
+  endpoints.graph = endpoints.graph:gsub("/+$", "")
+
+  local graph_version = config.graph_version
+  if graph_version ~= nil and (type(graph_version) ~= "string" or not graph_version:match("^v%d+%.%d+$")) then
+    raise(fname, "graph_version must look like \"v21.0\"")
+  end
+
+  local user_agent = config.user_agent
+  if user_agent == nil then
+    user_agent = "lua-instagram/" .. instagram.VERSION
+  else
+    check_string(fname, "user_agent", user_agent)
+  end
+
+  local ca_file = config.ca_file
+  if ca_file ~= nil then check_string(fname, "ca_file", ca_file) end
+
+  local token_in = config.token_in or "query"
+  if token_in ~= "query" and token_in ~= "header" then
+    raise(fname, "token_in must be \"query\" or \"header\"")
+  end
+  if config.appsecret_proof ~= nil and type(config.appsecret_proof) ~= "boolean" then
+    raise(fname, "appsecret_proof must be a boolean")
+  end
+  if config.appsecret_proof and not secret then
+    raise(fname, "appsecret_proof needs app_secret")
+  end
+
+  local chosen = config.transport
+  if chosen ~= nil and chosen ~= "curl" and chosen ~= "ngx" and type(chosen) ~= "function" then
+    raise(fname, "transport must be \"curl\", \"ngx\" or a function")
+  end
+  for _, key in ipairs({ "clock", "sleep" }) do
+    if config[key] ~= nil and type(config[key]) ~= "function" then
+      raise(fname, key .. " must be a function")
+    end
+  end
+
+  local topts = {
+    allow_http = allow_http,
+    ca_file = ca_file,
+    user_agent = user_agent,
+    timeout = positive_number(fname, config, "timeout", 10),
+    connect_timeout = positive_number(fname, config, "connect_timeout", 5),
+    max_response_bytes = nonnegative_integer(fname, config, "max_response_bytes", 8 * 1024 * 1024, 2 ^ 31),
+  }
+  if topts.max_response_bytes == 0 then raise(fname, "max_response_bytes must be positive") end
+
+  local self = setmetatable({
+    api = profile.name,
+    app_id = app_id,
+    redirect_uri = redirect_uri,
+    scope = scope,
+    endpoints = endpoints,
+    graph_version = graph_version,
+    retries = nonnegative_integer(fname, config, "retries", 2, 10),
+    token_in = token_in,
+    appsecret_proof = config.appsecret_proof or false,
+    timeout = topts.timeout,
+    connect_timeout = topts.connect_timeout,
+    max_response_bytes = topts.max_response_bytes,
+  }, Client)
+  private[self] = {
+    secret = secret,
+    transport = transport.new(chosen, topts),
+    clock = config.clock or os.time,
+    sleep = config.sleep,
+    profile = profile,
+  }
+  return self
+end
+
+function Client:__tostring()
+  return string.format("instagram.client (%s, app_id %s)", self.api, self.app_id)
+end
+
+function Client:close()
+  local p = private[self]
+  if p and p.transport then
+    p.transport:close()
+  end
+end
+Client.__close = Client.close
+Client.__gc = Client.close
+
+---------------------------------------------------------------------------
+-- internals shared with the method modules (tokens, media, batch)
+
+-- secrets(self, ...) -> the strings that must never appear in an error of this call
+function Client:_secrets(...)
+  local p = private[self]
+  local list = { p.secret, ... }
+  return list
+end
+
+function Client:_secret(fname)
+  local secret = private[self].secret
+  if not secret then raise(fname, "app_secret is required (set it in instagram.new)") end
+  return secret
+end
+
+function Client:_now()
+  return private[self].clock()
+end
+
+function Client:_sleep(seconds)
+  local sleep = private[self].sleep
+  if not sleep then
+    local ngx = rawget(_G, "ngx")
+    sleep = (type(ngx) == "table" and ngx.sleep) or core.sleep
+  end
+  if sleep and seconds > 0 then sleep(seconds) end
+end
+
+function Client:_transport()
+  return private[self].transport
+end
+
+local function header_value(res, name)
+  return res.headers and res.headers[name]
+end
+
+function Client:_record_usage(res)
+  local app = header_value(res, "x-app-usage")
+  local buc = header_value(res, "x-business-use-case-usage")
+  if app or buc then
+    self._usage = {
+      app = app and json.decode(app) or nil,
+      business = buc and json.decode(buc) or nil,
+    }
+  end
+end
+
+-- Turns a transport result into decoded JSON or an error object.
+function Client:_result(res, kind, msg, secrets)
+  if not res then
+    return nil, errors.new(kind or "network", msg or "request failed", nil, secrets)
+  end
+  self:_record_usage(res)
+  return errors.classify(res, secrets)
+end
+
+-- send(req, secrets[, retries]): one request, with retries only for idempotent GETs.
+function Client:_send(req, secrets, retries)
+  if req.method ~= "GET" then retries = 0 end
+  retries = retries or self.retries
+  req.timeout = req.timeout or self.timeout
+  req.connect_timeout = req.connect_timeout or self.connect_timeout
+  local t = private[self].transport
+  local attempt = 0
+  while true do
+    local value, err = self:_result(t:request(req), secrets)
+    if value then return value end
+    if attempt >= retries or not err.transient then return nil, err end
+    local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
+    if err.retry_after then
+      if err.retry_after > BACKOFF_CAP then return nil, err end
+      delay = math.max(delay, err.retry_after)
+    end
+    self:_sleep(delay)
+    attempt = attempt + 1
+  end
+end
+
+-- graph_path(segments...) -> "/v21.0/a/b" with every segment percent-encoded
+function Client:_graph_url(path, params)
+  local parts = {}
+  if self.graph_version then parts[1] = self.graph_version end
+  for segment in path:gmatch("[^/]+") do
+    if segment == "." or segment == ".." then error("graph path must not contain dot segments", 0) end
+    parts[#parts + 1] = core.url_encode(segment)
+  end
+  local url = self.endpoints.graph .. "/" .. table.concat(parts, "/")
+  local query = core.build_query(params)
+  if query ~= "" then url = url .. "?" .. query end
+  return url
+end
+
+-- graph_request(token, path, params) -> req, secrets: the token goes where token_in says.
+function Client:_graph_request(token, path, params)
+  local pairs_list, headers = {}, { Accept = "application/json" }
+  local keys = {}
+  for k in pairs(params or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do pairs_list[#pairs_list + 1] = { k, params[k] } end
+  if self.token_in == "header" then
+    headers.Authorization = "Bearer " .. token
+  else
+    pairs_list[#pairs_list + 1] = { "access_token", token }
+  end
+  local secrets = self:_secrets(token)
+  if self.appsecret_proof then
+    local proof = core.hmac_sha256_hex(private[self].secret, token)
+    pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
+    secrets[#secrets + 1] = proof
+  end
+  return { method = "GET", url = self:_graph_url(path, pairs_list), headers = headers }, secrets
+end
+
+function Client:_graph_get(token, path, params)
+  local req, secrets = self:_graph_request(token, path, params)
+  local value, err = self:_send(req, secrets)
+  if not value then return nil, err end
+  return json.normalize_ids(value)
+end
+
+-- A token table from any of the documented token-response shapes (INSTAGRAM.md §3.2–§3.3, §4).
+function Client:_token_from(body, secrets)
+  local t = body
+  if type(body.data) == "table" then t = body.data[1] end
+  local function bad(msg)
+    return nil, errors.new("response", "token response " .. msg, nil, secrets)
+  end
+  if type(t) ~= "table" then return bad("has no token object") end
+  if type(t.access_token) ~= "string" or t.access_token == "" then
+    return bad("has no access_token")
+  end
+  local token = { access_token = t.access_token, issued_at = self:_now() }
+  if t.user_id ~= nil and t.user_id ~= json.null then
+    token.user_id = json.id(t.user_id)
+    if not token.user_id then return bad("has an invalid user_id") end
+  end
+  if type(t.token_type) == "string" and t.token_type ~= "" then token.token_type = t.token_type end
+  local expires_in = t.expires_in
+  if expires_in ~= nil and expires_in ~= json.null then
+    if type(expires_in) == "string" and expires_in:match("^%d+$") then expires_in = tonumber(expires_in) end
+    if type(expires_in) ~= "number" or expires_in ~= math.floor(expires_in) or expires_in < 0
+        or expires_in > 2 ^ 40 then
+      return bad("has an invalid expires_in")
+    end
+    token.expires_in = expires_in
+    token.expires_at = token.issued_at + expires_in
+  end
+  local perms = t.permissions
+  if type(perms) == "string" then
+    local list = {}
+    for p in perms:gmatch("[^,%s]+") do list[#list + 1] = p end
+    token.permissions = list
+  elseif type(perms) == "table" then
+    local list = {}
+    for _, p in ipairs(perms) do
+      if type(p) == "string" then list[#list + 1] = p end
+    end
+    token.permissions = list
+  end
+  return token
+end
+
+---------------------------------------------------------------------------
+-- the flow of the original tutorial
+
+function Client:authorize_url(opts)
+  local fname = "ig:authorize_url"
+  check_self(fname, self)
+  if opts ~= nil and type(opts) ~= "table" then raise(fname, "opts must be a table") end
+  opts = opts or {}
+  local scope = self.scope
+  if opts.scope ~= nil then
+    if type(opts.scope) == "table" then
+      for i = 1, #opts.scope do check_string(fname, "opts.scope[" .. i .. "]", opts.scope[i]) end
+      if #opts.scope == 0 then raise(fname, "opts.scope must not be empty") end
+      scope = table.concat(opts.scope, ",")
+    else
+      scope = check_string(fname, "opts.scope", opts.scope)
+    end
+  end
+  local state = opts.state
+  if state == nil then
+    local err
+    state, err = core.random_state(32)
+    if not state then raise(fname, "no random state: " .. tostring(err)) end
+  else
+    check_string(fname, "opts.state", state)
+  end
+  local params = {
+    { "client_id", self.app_id },
+    { "redirect_uri", self.redirect_uri },
+    { "scope", scope },
+    { "response_type", "code" },
+    { "state", state },
+  }
+  local extra = {}
+  for k, v in pairs(opts) do
+    if type(k) ~= "string" then raise(fname, "opts keys must be strings") end
+    if k == "client_id" or k == "redirect_uri" or k == "response_type" then
+      raise(fname, "opts." .. k .. " cannot be overridden")
+    end
+    if k ~= "scope" and k ~= "state" then
+      local tv = type(v)
+      if tv ~= "string" and tv ~= "boolean" and tv ~= "number" then
+        raise(fname, "opts." .. k .. " must be a string, number or boolean")
+      end
+      extra[#extra + 1] = k
+    end
+  end
+  table.sort(extra)
+  for _, k in ipairs(extra) do params[#params + 1] = { k, tostring(opts[k]) } end
+  return self.endpoints.authorize .. "?" .. core.build_query(params), state
+end
+
+local function single(fname, args, key)
+  local v = args[key]
+  if type(v) == "table" then
+    return nil, errors.new("callback", "callback has more than one '" .. key .. "' parameter")
+  end
+  if v ~= nil and type(v) ~= "string" then
+    raise(fname, "callback argument '" .. key .. "' must be a string")
+  end
+  if v and #v > MAX_CALLBACK_VALUE then
+    return nil, errors.new("callback", "callback parameter '" .. key .. "' is too long")
+  end
+  return v
+end
+
+function Client:parse_callback(input, expected_state)
+  local fname = "ig:parse_callback"
+  check_self(fname, self)
+  if expected_state == nil or expected_state == true then
+    raise(fname, "expected_state must be the state string, or false to skip the check")
+  end
+  if expected_state ~= false then check_string(fname, "expected_state", expected_state) end
+
+  local args
+  if type(input) == "string" then
+    if #input > MAX_CALLBACK_INPUT then
+      return nil, errors.new("callback", "callback input is too long")
+    end
+    args = core.parse_query(input)
+  elseif type(input) == "table" then
+    args = input
+  else
+    raise(fname, "input must be a URL, a query string or a table of query args")
+  end
+
+  local values = {}
+  for _, key in ipairs({ "code", "state", "error", "error_reason", "error_description" }) do
+    local v, err = single(fname, args, key)
+    if err then return nil, err end
+    values[key] = v
+  end
+
+  if values.error then
+    return nil, errors.new("denied", values.error_description or values.error, {
+      reason = values.error_reason,
+      description = values.error_description,
+      error = values.error,
+    }, { values.code })
+  end
+
+  if expected_state ~= false then
+    local got = values.state
+    if got == nil or got == "" then
+      return nil, errors.new("state", "callback has no state")
+    end
+    if not core.constant_time_equal(got, expected_state) then
+      return nil, errors.new("state", "callback state does not match")
+    end
+  end
+
+  local code = values.code
+  if code == nil then return nil, errors.new("callback", "callback has no code") end
+  code = code:gsub("#.*$", "")
+  if code:sub(-4):lower() == "%23_" then code = code:sub(1, -5) end
+  if code == "" then return nil, errors.new("callback", "callback code is empty") end
+  if code:find("[%z\1-\31\127 ]") then
+    return nil, errors.new("callback", "callback code contains control characters or spaces")
+  end
+  return code
+end
+
+function Client:exchange_code(code)
+  local fname = "ig:exchange_code"
+  check_self(fname, self)
+  check_string(fname, "code", code)
+  local secret = self:_secret(fname)
+  local body = core.build_query({
+    { "client_id", self.app_id },
+    { "client_secret", secret },
+    { "grant_type", "authorization_code" },
+    { "redirect_uri", self.redirect_uri },
+    { "code", code },
+  })
+  local secrets = self:_secrets(code)
+  -- a code is single-use: exactly one POST, never retried
+  local value, err = self:_send({
+    method = "POST",
+    url = self.endpoints.token,
+    headers = {
+      ["Content-Type"] = "application/x-www-form-urlencoded",
+      Accept = "application/json",
+    },
+    body = body,
+  }, secrets, 0)
+  if not value then return nil, err end
+  return self:_token_from(value, secrets)
+end
+
+local function user_node(self, fname, token, path, fields)
+  local body, err = self:_graph_get(token, path, {
+    fields = fields_string(fname, fields, private[self].profile.user_fields),
+  })
+  if not body then return nil, err end
+  -- tolerate a {"data":[{...}]} envelope (INSTAGRAM.md §5.3)
+  if type(body.data) == "table" and type(body.data[1]) == "table" then body = body.data[1] end
+  return body
+end
+
+function Client:me(token, fields)
+  local fname = "ig:me"
+  check_self(fname, self)
+  return user_node(self, fname, token_string(fname, token), "me", fields)
+end
+
+function Client:user(token, user_id, fields)
+  local fname = "ig:user"
+  check_self(fname, self)
+  token = token_string(fname, token)
+  return user_node(self, fname, token, id_string(fname, "user_id", user_id), fields)
+end
+
+---------------------------------------------------------------------------
+-- signed_request (deauthorize and data-deletion callbacks) and the deletion response
+
+local function parse_signed_request(fname, sr, secret)
+  if type(sr) ~= "string" then raise(fname, "signed_request must be a string") end
+  check_string(fname, "app_secret", secret)
+  local payload, reason = core.verify_signed_request(sr, secret)
+  if not payload then
+    return nil, errors.new("signature", reason or "invalid signed_request", nil, { secret })
+  end
+  local data = json.decode(payload)
+  if type(data) ~= "table" or data[1] ~= nil then
+    return nil, errors.new("signature", "signed_request payload is not a JSON object", nil, { secret })
+  end
+  if data.algorithm ~= "HMAC-SHA256" then
+    return nil, errors.new("signature", "signed_request algorithm is not HMAC-SHA256", nil, { secret })
+  end
+  if data.user_id ~= nil then
+    data.user_id = json.id(data.user_id)
+    if not data.user_id then
+      return nil, errors.new("signature", "signed_request user_id is not an ID", nil, { secret })
+    end
+  end
+  return data
+end
+
+function instagram.parse_signed_request(signed_request, app_secret)
+  return parse_signed_request("instagram.parse_signed_request", signed_request, app_secret)
+end
+
+function Client:parse_signed_request(signed_request)
+  local fname = "ig:parse_signed_request"
+  check_self(fname, self)
+  return parse_signed_request(fname, signed_request, self:_secret(fname))
+end
+
+function instagram.deletion_response(status_url, confirmation_code)
+  local fname = "instagram.deletion_response"
+  check_url(fname, "status_url", status_url, false)
+  if type(confirmation_code) == "number" then confirmation_code = json.id(confirmation_code) end
+  if type(confirmation_code) ~= "string" or not confirmation_code:match("^%w+$") then
+    raise(fname, "confirmation_code must be a non-empty alphanumeric string")
+  end
+  return (json.encode({ url = status_url, confirmation_code = confirmation_code }))
+end
+
+instagram.Client = Client
+
+return instagram

@@ -1,0 +1,60 @@
+-- Decoding of JSON that comes from the network. Long integers are quoted in C
+-- before lua-cjson sees them, so IDs above 2^53 stay exact (INSTAGRAM.md §3.5).
+local core = require "instagram.core"
+local cjson_safe = require "cjson.safe"
+
+local decoder = cjson_safe.new() -- private instance: never touch the worker-wide cjson settings
+decoder.decode_max_depth(200)
+decoder.decode_invalid_numbers(false)
+
+local encoder = cjson_safe.new()
+encoder.encode_invalid_numbers(false)
+
+local M = { null = cjson_safe.null }
+
+function M.decode(text)
+  if type(text) ~= "string" then
+    return nil, "not a string"
+  end
+  local value, err = decoder.decode(core.quote_big_ints(text))
+  if err then
+    return nil, "invalid JSON"
+  end
+  return value
+end
+
+function M.encode(value)
+  return encoder.encode(value)
+end
+
+-- An ID as an exact decimal string: strings pass, integral numbers below 2^53 are formatted.
+function M.id(value)
+  local t = type(value)
+  if t == "string" then
+    if value ~= "" then return value end
+  elseif t == "number" then
+    if value == math.floor(value) and value > -2^53 and value < 2^53 then
+      return string.format("%d", value)
+    end
+  end
+  return nil
+end
+
+-- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, in place.
+local function normalize_ids(value, depth)
+  if type(value) ~= "table" or depth > 64 then return value end
+  for k, v in pairs(value) do
+    if type(v) == "number" and type(k) == "string" and (k == "id" or k:sub(-3) == "_id") then
+      value[k] = M.id(v) or v
+    elseif type(v) == "table" then
+      normalize_ids(v, depth + 1)
+    end
+  end
+  return value
+end
+
+function M.normalize_ids(value)
+  return normalize_ids(value, 0)
+end
+
+return M
