@@ -86,7 +86,7 @@ function Func:request_many(reqs)
   return out
 end
 
-function Func:close() end
+function Func.close() end
 
 -- new(kind_or_fn, opts): opts = {allow_http, ca_file, user_agent, timeout, connect_timeout, max_response_bytes}
 function M.new(choice, opts)

@@ -1,0 +1,50 @@
+rockspec_format = "3.0"
+package = "lua-instagram"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/lua-instagram.git",
+}
+description = {
+  summary = "Instagram OAuth and Graph client: a C core on libcurl and OpenSSL with a thin Lua API",
+  detailed = [[
+Builds the authorization URL, parses the callback, exchanges the code, reads
+users and media from the Graph API, verifies signed_request callbacks, and
+keeps every ID exact. Secure by default: TLS verified, https only, no
+redirects followed, CSPRNG state compared in constant time.
+]],
+  license = "MIT",
+  homepage = "https://example.invalid/lua-instagram",
+  labels = { "instagram", "oauth", "graph", "curl", "openresty" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson",
+}
+external_dependencies = {
+  -- Debian keeps curl/curl.h under the multiarch include dir: check the library, not the header
+  CURL = { library = "curl" },
+  CRYPTO = { library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["instagram.core"] = {
+      sources = {
+        "src/core.c", "src/url.c", "src/exactid.c", "src/crypto.c", "src/signed.c", "src/session.c",
+      },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)", "src" },
+      libdirs = { "$(CURL_LIBDIR)", "$(CRYPTO_LIBDIR)" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+    },
+    ["instagram"] = "lua/instagram/init.lua",
+    ["instagram.errors"] = "lua/instagram/errors.lua",
+    ["instagram.json"] = "lua/instagram/json.lua",
+    ["instagram.profiles"] = "lua/instagram/profiles.lua",
+    ["instagram.transport"] = "lua/instagram/transport.lua",
+  },
+}
+test = {
+  type = "command",
+  command = "make test",
+}

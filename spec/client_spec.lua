@@ -1,0 +1,204 @@
+-- instagram.new, authorize_url and parse_callback: pure logic, no network.
+local instagram = require "instagram"
+
+local function config(extra)
+  local c = {
+    app_id = "684477648739411",
+    app_secret = "SECRET_SENTINEL_5f3a",
+    redirect_uri = "https://localhost/auth/",
+    api = "basic_display",
+  }
+  for k, v in pairs(extra or {}) do c[k] = v end
+  return c
+end
+
+local function args_of(url)
+  return instagram.core.parse_query(url)
+end
+
+describe("instagram.new", function()
+  it("makes a client with the profile's defaults", function()
+    local ig = instagram.new(config())
+    assert.equal("basic_display", ig.api)
+    assert.equal("https://api.instagram.com/oauth/authorize", ig.endpoints.authorize)
+    assert.equal("https://api.instagram.com/oauth/access_token", ig.endpoints.token)
+    assert.equal("https://graph.instagram.com", ig.endpoints.graph)
+    assert.equal("user_profile,user_media", ig.scope)
+    local il = instagram.new(config({ api = "instagram_login" }))
+    assert.equal("https://www.instagram.com/oauth/authorize", il.endpoints.authorize)
+    assert.equal("instagram_business_basic", il.scope)
+    assert.equal("instagram_login", instagram.new(config({ api = nil })).api)
+  end)
+
+  it("raises with its name on bad config", function()
+    local cases = {
+      { nil, "config must be a table" },
+      { config({ app_id = "" }), "app_id must be a non%-empty string" },
+      { config({ app_id = 123 }), "app_id must be a non%-empty string" },
+      { config({ redirect_uri = "http://localhost/auth/" }), "redirect_uri must be an https://" },
+      { config({ redirect_uri = "https://localhost/auth/#x" }), "without spaces or fragment" },
+      { config({ api = "legacy" }), "api must be" },
+      { config({ endpoints = { graph = "http://127.0.0.1:1" } }), "endpoints.graph must be an https://" },
+      { config({ endpoints = { nope = "https://x" } }), "unknown endpoint" },
+      { config({ graph_version = "21" }), "graph_version" },
+      { config({ timeout = 0 }), "timeout must be a positive number" },
+      { config({ timeout = "10" }), "timeout must be a positive number" },
+      { config({ retries = -1 }), "retries must be an integer" },
+      { config({ max_response_bytes = 0 }), "max_response_bytes" },
+      { config({ transport = "socket" }), "transport must be" },
+      { config({ token_in = "cookie" }), "token_in must be" },
+      { config({ user_agent = "x\r\nX-Injected: 1" }), "user_agent must not contain CR, LF or NUL" },
+      { config({ app_secret = "a\0b" }), "app_secret must not contain CR, LF or NUL" },
+      { config({ allow_http = "yes" }), "allow_http must be a boolean" },
+      { config({ colour = "blue" }), "unknown option 'colour'" },
+      { config({ appsecret_proof = true, app_secret = nil }), "appsecret_proof needs app_secret" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(instagram.new, case[1])
+      assert.is_false(ok, case[2])
+      assert.matches("^instagram%.new: ", err)
+      assert.matches(case[2], err)
+      assert.not_matches("SECRET_SENTINEL", err)
+    end
+  end)
+
+  it("accepts plain http endpoints only with allow_http", function()
+    local ig = instagram.new(config({ allow_http = true, endpoints = { graph = "http://127.0.0.1:9/" } }))
+    assert.equal("http://127.0.0.1:9", ig.endpoints.graph)
+  end)
+
+  it("never shows the secret in tostring", function()
+    local ig = instagram.new(config())
+    assert.matches("^instagram%.client", tostring(ig))
+    assert.not_matches("SECRET_SENTINEL", tostring(ig))
+    for k, v in pairs(ig) do
+      assert.not_matches("SECRET_SENTINEL", tostring(k) .. tostring(v))
+    end
+  end)
+end)
+
+describe("ig:authorize_url", function()
+  local ig = instagram.new(config())
+
+  it("builds the tutorial's Authorization Window URL with a fresh state", function()
+    local url, state = ig:authorize_url()
+    assert.matches("^https://api%.instagram%.com/oauth/authorize%?client_id=684477648739411&"
+      .. "redirect_uri=https%%3A%%2F%%2Flocalhost%%2Fauth%%2F&scope=user_profile%%2Cuser_media&"
+      .. "response_type=code&state=", url)
+    local a = args_of(url)
+    assert.equal(state, a.state)
+    assert.equal("https://localhost/auth/", a.redirect_uri)
+    assert.matches("^[%w_-]+$", state)
+    assert.is_true(#state >= 22) -- >= 128 bits in base64url
+  end)
+
+  it("makes a different state every time", function()
+    local seen = {}
+    for _ = 1, 1000 do
+      local _, state = ig:authorize_url()
+      assert.is_nil(seen[state])
+      seen[state] = true
+    end
+  end)
+
+  it("takes scope, state and extra parameters, percent-encoded", function()
+    local url, state = ig:authorize_url({ scope = { "user_profile" }, state = "a b&c=d",
+      force_reauth = true, enable_fb_login = 0 })
+    assert.equal("a b&c=d", state)
+    assert.matches("state=a%%20b%%26c%%3Dd", url)
+    local a = args_of(url)
+    assert.equal("user_profile", a.scope)
+    assert.equal("true", a.force_reauth)
+    assert.equal("0", a.enable_fb_login)
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() ig:authorize_url("x") end, "ig:authorize_url: opts must be a table")
+    assert.has_error(function() ig:authorize_url({ client_id = "1" }) end,
+      "ig:authorize_url: opts.client_id cannot be overridden")
+    assert.has_error(function() ig:authorize_url({ extra = {} }) end,
+      "ig:authorize_url: opts.extra must be a string, number or boolean")
+    assert.has_error(function() ig:authorize_url({ state = "" }) end,
+      "ig:authorize_url: opts.state must be a non-empty string")
+    assert.has_error(function() ig.authorize_url({}) end)
+  end)
+end)
+
+describe("ig:parse_callback", function()
+  local ig = instagram.new(config())
+  local S = "st4te"
+
+  it("takes the tutorial's redirect and drops the #_", function()
+    assert.equal("AQDp3TtBQQ", ig:parse_callback("https://localhost/auth/?code=AQDp3TtBQQ&state=st4te#_", S))
+    assert.equal("AQDp3TtBQQ", ig:parse_callback("code=AQDp3TtBQQ&state=st4te#_", S))
+    assert.equal("AQDp3TtBQQ", ig:parse_callback("https://localhost/auth/?code=AQDp3TtBQQ%23_", false))
+    assert.equal("AQDp3TtBQQ", ig:parse_callback({ code = "AQDp3TtBQQ#_", state = S }, S))
+    assert.equal("AQDp3TtBQQ", ig:parse_callback({ code = "AQDp3TtBQQ%23_" }, false))
+  end)
+
+  it("percent-decodes the code once", function()
+    assert.equal("a%b c", ig:parse_callback("?code=a%25b+c", false))
+    assert.equal("a%25b", ig:parse_callback("?code=a%2525b", false))
+    assert.equal("AQ-_x", ig:parse_callback("?code=AQ%2D_x", false))
+  end)
+
+  it("types a denied callback", function()
+    local code, err = ig:parse_callback("https://localhost/auth/?error=access_denied&error_reason=user_denied"
+      .. "&error_description=The+user+denied+your+request&state=st4te", S)
+    assert.is_nil(code)
+    assert.equal("denied", err.kind)
+    assert.equal("user_denied", err.reason)
+    assert.equal("The user denied your request", err.description)
+  end)
+
+  it("checks the state, in every failing way", function()
+    local cases = {
+      { "?code=x", "state" },
+      { "?code=x&state=", "state" },
+      { "?code=x&state=other", "state" },
+      { "?code=x&state=st4teX", "state" },
+      { "?code=x&state=st4t", "state" },
+    }
+    for _, c in ipairs(cases) do
+      local code, err = ig:parse_callback(c[1], S)
+      assert.is_nil(code, c[1])
+      assert.equal(c[2], err.kind, c[1])
+    end
+  end)
+
+  it("rejects missing, empty, duplicated and over-long parameters", function()
+    local cases = {
+      "?state=st4te",
+      "?code=&state=st4te",
+      "?code=a&code=b&state=st4te",
+      "?code=a&state=st4te&state=st4te",
+      "?code=" .. string.rep("A", 5000) .. "&state=st4te",
+      "?code=a%0D%0Ab&state=st4te",
+      "?code=a%00b&state=st4te",
+      string.rep("x", 20000),
+    }
+    for _, input in ipairs(cases) do
+      local code, err = ig:parse_callback(input, S)
+      assert.is_nil(code, input:sub(1, 40))
+      assert.equal("callback", err.kind, input:sub(1, 40))
+    end
+    local _, err = ig:parse_callback({ code = { "a", "b" }, state = S }, S)
+    assert.equal("callback", err.kind)
+  end)
+
+  it("raises when expected_state is forgotten or input has the wrong type", function()
+    assert.has_error(function() ig:parse_callback("?code=x") end,
+      "ig:parse_callback: expected_state must be the state string, or false to skip the check")
+    assert.has_error(function() ig:parse_callback(42, false) end,
+      "ig:parse_callback: input must be a URL, a query string or a table of query args")
+    assert.has_error(function() ig:parse_callback({ code = 1 }, false) end,
+      "ig:parse_callback: callback argument 'code' must be a string")
+  end)
+
+  it("never puts the code into an error", function()
+    local _, err = ig:parse_callback("?code=CODE_SENTINEL_77&state=bad", S)
+    assert.not_matches("CODE_SENTINEL", tostring(err))
+    _, err = ig:parse_callback("?error=access_denied&error_description=CODE_SENTINEL_77&code=CODE_SENTINEL_77", S)
+    assert.not_matches("CODE_SENTINEL", tostring(err))
+  end)
+end)
