@@ -1,0 +1,45 @@
+/* instagram.core: shared declarations. The pure C functions below use no
+ * Lua API, so fuzz targets can link them without a Lua state. */
+#ifndef IG_H
+#define IG_H
+
+#include <stddef.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "compat.h"
+
+int luaopen_instagram_core(lua_State *L);
+
+void ig_open_url(lua_State *L);
+void ig_open_exactid(lua_State *L);
+void ig_open_crypto(lua_State *L);
+void ig_open_signed(lua_State *L);
+void ig_open_session(lua_State *L);
+
+/* url.c. Decodes len bytes of in into out (room for len bytes is enough);
+ * malformed %-sequences are copied. Returns the decoded length. */
+size_t ig_url_decode(const char *in, size_t len, char *out, int plus_is_space);
+
+/* exactid.c. Writes to out (if not NULL) in with every integer literal of
+ * IG_BIG_INT_DIGITS or more digits outside strings wrapped in quotes.
+ * Returns the output length (never less than len); call with out == NULL
+ * first to size the buffer. */
+#define IG_BIG_INT_DIGITS 16
+size_t ig_quote_big_ints(const char *in, size_t len, char *out);
+
+/* crypto.c */
+#define IG_SHA256_LEN 32
+/* Length of the unpadded base64url text for n input bytes. */
+size_t ig_b64url_encoded_len(size_t n);
+/* Writes ig_b64url_encoded_len(len) chars (no NUL). */
+void ig_b64url_encode(const unsigned char *in, size_t len, char *out);
+/* Strict decode: alphabet A-Z a-z 0-9 - _, optional correct '=' padding,
+ * zero unused bits. out needs room for (len / 4 + 1) * 3 bytes.
+ * Returns 0 and sets *outlen, or -1. */
+int ig_b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
+/* HMAC-SHA256 via OpenSSL. Returns 0 on success, -1 on failure. */
+int ig_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                   unsigned char out[IG_SHA256_LEN]);
+
+#endif
