@@ -304,6 +304,18 @@ function Client:_record_usage(res)
   end
 end
 
+-- Inside ig:batch, requests go to the batch driver, which makes them concurrently.
+local batch_coroutines = setmetatable({}, { __mode = "k" })
+local BATCH_YIELD = {}
+
+function Client:_request(req)
+  local co = coroutine.running()
+  if co and batch_coroutines[co] == self then
+    return coroutine.yield(BATCH_YIELD, req)
+  end
+  return private[self].transport:request(req)
+end
+
 -- Turns a transport result into decoded JSON or an error object.
 function Client:_result(res, kind, msg, secrets)
   if not res then
@@ -319,10 +331,10 @@ function Client:_send(req, secrets, retries)
   retries = retries or self.retries
   req.timeout = req.timeout or self.timeout
   req.connect_timeout = req.connect_timeout or self.connect_timeout
-  local t = private[self].transport
   local attempt = 0
   while true do
-    local value, err = self:_result(t:request(req), secrets)
+    local res, kind, msg = self:_request(req)
+    local value, err = self:_result(res, kind, msg, secrets)
     if value then return value end
     if attempt >= retries or not err.transient then return nil, err end
     local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
@@ -335,13 +347,15 @@ function Client:_send(req, secrets, retries)
   end
 end
 
--- graph_path(segments...) -> "/v21.0/a/b" with every segment percent-encoded
+-- graph_url("me/media", params) -> base/v21.0/me/media?query, every segment percent-encoded;
+-- a path that already starts with a version (a paging.next link) keeps it
 function Client:_graph_url(path, params)
   local parts = {}
-  if self.graph_version then parts[1] = self.graph_version end
   for segment in path:gmatch("[^/]+") do
-    if segment == "." or segment == ".." then error("graph path must not contain dot segments", 0) end
     parts[#parts + 1] = core.url_encode(segment)
+  end
+  if self.graph_version and not (parts[1] or ""):match("^v%d+%.%d+$") then
+    table.insert(parts, 1, self.graph_version)
   end
   local url = self.endpoints.graph .. "/" .. table.concat(parts, "/")
   local query = core.build_query(params)
@@ -637,6 +651,14 @@ function instagram.deletion_response(status_url, confirmation_code)
   return (json.encode({ url = status_url, confirmation_code = confirmation_code }))
 end
 
-instagram.Client = Client
+-- beyond the tutorial: each concern adds its methods to Client
+local helpers = {
+  raise = raise, check_self = check_self, check_string = check_string, token_string = token_string,
+  fields_string = fields_string, id_string = id_string,
+  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD,
+}
+require("instagram.tokens")(Client, helpers)
+require("instagram.media")(Client, helpers)
+require("instagram.batch")(Client, helpers)
 
 return instagram

@@ -1,0 +1,115 @@
+-- Long-lived tokens: exchange, refresh, and refresh when needed (INSTAGRAM.md §4).
+local core = require "instagram.core"
+local errors = require "instagram.errors"
+local json = require "instagram.json"
+
+local DAY = 86400
+local REFRESH_MIN_AGE = DAY -- Instagram refuses to refresh a token younger than 24 h
+
+return function(Client, h)
+  -- The long-lived endpoints are documented unversioned, so graph_version is not applied here.
+  local function token_get(self, path, params, secrets, previous)
+    local req = {
+      method = "GET",
+      url = self.endpoints.graph .. path .. "?" .. core.build_query(params),
+      headers = { Accept = "application/json" },
+    }
+    local body, err = self:_send(req, secrets)
+    if not body then return nil, err end
+    local token
+    token, err = self:_token_from(body, secrets)
+    if not token then return nil, err end
+    if type(previous) == "table" then
+      token.user_id = token.user_id or json.id(previous.user_id)
+      token.permissions = token.permissions or previous.permissions
+    end
+    return token
+  end
+
+  function Client:exchange_token(short_token)
+    local fname = "ig:exchange_token"
+    h.check_self(fname, self)
+    local token = h.token_string(fname, short_token)
+    local secret = self:_secret(fname)
+    return token_get(self, "/access_token", {
+      { "grant_type", "ig_exchange_token" },
+      { "client_secret", secret },
+      { "access_token", token },
+    }, self:_secrets(token), short_token)
+  end
+
+  function Client:refresh_token(long_token)
+    local fname = "ig:refresh_token"
+    h.check_self(fname, self)
+    local token = h.token_string(fname, long_token)
+    return token_get(self, "/refresh_access_token", {
+      { "grant_type", "ig_refresh_token" },
+      { "access_token", token },
+    }, self:_secrets(token), long_token)
+  end
+
+  local function expired_error(token)
+    return errors.new("api", "the token expired; an expired token cannot be refreshed: the user must log in again",
+      { code = 190, subcode = 463, type = "OAuthException", token_invalid = true }, { token.access_token })
+  end
+
+  -- Single-flight across nginx workers: the first caller refreshes, the others wait for its result.
+  local function shared_refresh(self, token, dict_name)
+    local ngx = rawget(_G, "ngx")
+    local dict = type(ngx) == "table" and ngx.shared and ngx.shared[dict_name]
+    if not dict then
+      h.raise("ig:refresh_if_needed", "opts.shared_dict '" .. tostring(dict_name) .. "' is not a lua_shared_dict")
+    end
+    local key = "instagram:refresh:" .. core.hmac_sha256_hex("refresh", token.access_token)
+    local result_key = key .. ":result"
+    local cached = dict:get(result_key)
+    if cached then return json.decode(cached) end
+    if dict:add(key, true, 30) then
+      local new, err = self:refresh_token(token)
+      if new then dict:set(result_key, json.encode(new), 60) end
+      dict:delete(key)
+      return new, err
+    end
+    for _ = 1, 300 do
+      ngx.sleep(0.1)
+      cached = dict:get(result_key)
+      if cached then return json.decode(cached) end
+      if not dict:get(key) then break end
+    end
+    return self:refresh_token(token)
+  end
+
+  function Client:refresh_if_needed(token, opts)
+    local fname = "ig:refresh_if_needed"
+    h.check_self(fname, self)
+    if type(token) ~= "table" then h.raise(fname, "token must be a token table") end
+    h.token_string(fname, token)
+    if opts ~= nil and type(opts) ~= "table" then h.raise(fname, "opts must be a table") end
+    opts = opts or {}
+    local within = opts.within or 7 * DAY
+    if type(within) ~= "number" or within < 0 then h.raise(fname, "opts.within must be a number of seconds") end
+
+    local now = self:_now()
+    local expires_at = tonumber(token.expires_at)
+    local issued_at = tonumber(token.issued_at)
+    if expires_at and now >= expires_at then
+      return nil, expired_error(token)
+    end
+    if issued_at and now - issued_at < REFRESH_MIN_AGE then
+      return token, false
+    end
+    -- an unknown expiry is learnt by refreshing; a known one waits until it is within reach
+    if expires_at and expires_at - now > within then
+      return token, false
+    end
+
+    local new, err
+    if opts.shared_dict then
+      new, err = shared_refresh(self, token, opts.shared_dict)
+    else
+      new, err = self:refresh_token(token)
+    end
+    if not new then return nil, err end
+    return new, true
+  end
+end
