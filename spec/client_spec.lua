@@ -27,7 +27,9 @@ describe("instagram.new", function()
     local il = instagram.new(config({ api = "instagram_login" }))
     assert.equal("https://www.instagram.com/oauth/authorize", il.endpoints.authorize)
     assert.equal("instagram_business_basic", il.scope)
-    assert.equal("instagram_login", instagram.new(config({ api = nil })).api)
+    local c = config()
+    c.api = nil
+    assert.equal("instagram_login", instagram.new(c).api)
   end)
 
   it("raises with its name on bad config", function()
@@ -51,7 +53,12 @@ describe("instagram.new", function()
       { config({ app_secret = "a\0b" }), "app_secret must not contain CR, LF or NUL" },
       { config({ allow_http = "yes" }), "allow_http must be a boolean" },
       { config({ colour = "blue" }), "unknown option 'colour'" },
-      { config({ appsecret_proof = true, app_secret = nil }), "appsecret_proof needs app_secret" },
+      { config({ app_secret = false }), "app_secret must be a non%-empty string" },
+      { (function()
+        local c = config({ appsecret_proof = true })
+        c.app_secret = nil
+        return c
+      end)(), "appsecret_proof needs app_secret" },
     }
     for _, case in ipairs(cases) do
       local ok, err = pcall(instagram.new, case[1])
@@ -137,7 +144,7 @@ describe("ig:parse_callback", function()
   end)
 
   it("percent-decodes the code once", function()
-    assert.equal("a%b c", ig:parse_callback("?code=a%25b+c", false))
+    assert.equal("a%b", ig:parse_callback("?code=a%25b", false))
     assert.equal("a%25b", ig:parse_callback("?code=a%2525b", false))
     assert.equal("AQ-_x", ig:parse_callback("?code=AQ%2D_x", false))
   end)
@@ -175,6 +182,7 @@ describe("ig:parse_callback", function()
       "?code=" .. string.rep("A", 5000) .. "&state=st4te",
       "?code=a%0D%0Ab&state=st4te",
       "?code=a%00b&state=st4te",
+      "?code=a+b&state=st4te",
       string.rep("x", 20000),
     }
     for _, input in ipairs(cases) do

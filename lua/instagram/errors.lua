@@ -76,9 +76,10 @@ function M.is_error(v)
 end
 
 local function number_field(v)
-  if type(v) == "number" then return v end
-  if type(v) == "string" and v:match("^%-?%d+$") then return tonumber(v) end
-  return nil
+  if type(v) == "string" and v:match("^%-?%d+$") then v = tonumber(v) end
+  if type(v) ~= "number" then return nil end
+  if v == math.floor(v) then return math.floor(v) end -- an integer on Lua 5.4, not 190.0
+  return v
 end
 
 local function string_field(v)
@@ -181,7 +182,7 @@ function M.classify(res, secrets)
   if decode_err then
     return nil, M.new("response", "response body is not valid JSON", { status = status }, secrets)
   end
-  if type(body) ~= "table" then
+  if type(body) ~= "table" or not res.body:match("^%s*{") then
     return nil, M.new("response", "response body is not a JSON object", { status = status }, secrets)
   end
   return body
