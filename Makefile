@@ -58,3 +58,6 @@ demo: deps
 
 clean:
 	rm -rf build src/*.o instagram
+
+# further targets (fuzzing, sanitizers, valgrind, OpenResty) live one concern per file
+include $(sort $(wildcard mk/*.mk))
