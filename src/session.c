@@ -1,0 +1,945 @@
+/* The libcurl session: one multi handle per session, whose connection cache
+ * keeps connections alive across perform and perform_many, and a small pool
+ * of easy handles ("slots") reused for consecutive requests.
+ *
+ * Rules kept here: no Lua API call inside a libcurl callback (callbacks only
+ * append to C buffers and abort by returning 0); every C resource is owned by
+ * the session userdata, so a Lua error at any point leaks nothing (close/__gc
+ * frees it all); buffers that may hold tokens are wiped before being freed. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "ig.h"
+
+#define SESSION_MT "instagram.session"
+
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_MAX_RESPONSE ((curl_off_t)8 * 1024 * 1024)
+#define DEFAULT_USER_AGENT "lua-instagram"
+#define DEFAULT_CONCURRENCY 8
+#define MAX_CONCURRENCY 64
+#define MAX_TIMEOUT_MS 2147483647.0
+#define MAX_HEADER_BYTES ((size_t)256 * 1024)
+#define LOW_SPEED_LIMIT_BPS 1L
+#define LOW_SPEED_TIME_S 15L
+#define MAX_CONNECTION_AGE_S 300L
+#define BUFFER_MIN ((size_t)16 * 1024)
+#define MESSAGE_MAX (CURL_ERROR_SIZE + 128)
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} membuf;
+
+/* one easy handle and everything libcurl may touch while it runs */
+typedef struct {
+    CURL *easy;
+    char errbuf[CURL_ERROR_SIZE];
+    struct curl_slist *headers;
+    membuf body, head;
+    size_t max_body;
+    int body_too_big, head_too_big, out_of_memory;
+    int in_multi;
+    int req; /* 1-based index of the request it runs, 0 when idle */
+} slot;
+
+typedef struct {
+    CURLM *multi; /* NULL once closed */
+    slot **slots; /* each slot is its own allocation: libcurl keeps pointers into it */
+    int nslots;
+    int busy;
+    int allow_http;
+    char *ca_file;
+    char *user_agent;
+    long timeout_ms, connect_timeout_ms;
+    curl_off_t max_response;
+} session;
+
+/* a validated request; its strings are anchored in a Lua table for the whole batch */
+typedef struct {
+    const char *url;
+    const char *query; /* the URL's query, kept out of error messages */
+    size_t query_len;
+    const char *body;
+    size_t body_len;
+    int post;
+    long timeout_ms, connect_timeout_ms;
+    int hfirst, hcount; /* "Name: value" lines at these anchor indices */
+} prepared;
+
+typedef struct {
+    session *s;
+    prepared *reqs;
+    int n, concurrency;
+} batch;
+
+/* ---------- buffers ---------- */
+
+static void membuf_wipe(membuf *b)
+{
+    if (b->data) {
+        OPENSSL_cleanse(b->data, b->cap);
+        free(b->data);
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Appends n bytes, never growing past limit (the caller checked len + n <= limit).
+ * Grows by copy so the old block can be wiped: realloc would leave it behind. */
+static int membuf_append(membuf *b, const char *p, size_t n, size_t limit)
+{
+    size_t need = b->len + n;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : BUFFER_MIN;
+        char *grown;
+        while (cap < need && cap <= ((size_t)-1) / 2) cap *= 2;
+        if (cap < need) cap = need;
+        if (cap > limit) cap = limit;
+        grown = (char *)malloc(cap);
+        if (grown == NULL) return -1;
+        if (b->len) memcpy(grown, b->data, b->len);
+        if (b->data) {
+            OPENSSL_cleanse(b->data, b->cap);
+            free(b->data);
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len = need;
+    return 0;
+}
+
+/* ---------- libcurl callbacks: C only ---------- */
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    slot *sl = (slot *)ud;
+    size_t n = size * nmemb;
+    if (n > sl->max_body - sl->body.len) {
+        sl->body_too_big = 1;
+        return 0;
+    }
+    if (n > 0 && membuf_append(&sl->body, p, n, sl->max_body) != 0) {
+        sl->out_of_memory = 1;
+        return 0;
+    }
+    return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    slot *sl = (slot *)ud;
+    size_t n = size * nmemb;
+    /* a status line starts a new response (1xx interim ones come first):
+     * only the final response's headers are kept */
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) sl->head.len = 0;
+    if (n > MAX_HEADER_BYTES - sl->head.len) {
+        sl->head_too_big = 1;
+        return 0;
+    }
+    if (n > 0 && membuf_append(&sl->head, p, n, MAX_HEADER_BYTES) != 0) {
+        sl->out_of_memory = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* ---------- slots ---------- */
+
+static void wipe_header_list(struct curl_slist *list)
+{
+    struct curl_slist *p;
+    for (p = list; p; p = p->next)
+        OPENSSL_cleanse(p->data, strlen(p->data));
+    curl_slist_free_all(list);
+}
+
+/* Returns the slot to idle: out of the multi, buffers and header list wiped,
+ * options dropped (so libcurl holds no pointer into a Lua string). Idempotent. */
+static void slot_reset(session *s, slot *sl)
+{
+    if (sl->in_multi) {
+        curl_multi_remove_handle(s->multi, sl->easy);
+        sl->in_multi = 0;
+    }
+    if (sl->easy) curl_easy_reset(sl->easy);
+    if (sl->headers) {
+        wipe_header_list(sl->headers);
+        sl->headers = NULL;
+    }
+    membuf_wipe(&sl->body);
+    membuf_wipe(&sl->head);
+    sl->body_too_big = sl->head_too_big = sl->out_of_memory = 0;
+    sl->errbuf[0] = '\0';
+    sl->req = 0;
+}
+
+static void reset_all_slots(session *s)
+{
+    int i;
+    for (i = 0; i < s->nslots; i++) slot_reset(s, s->slots[i]);
+}
+
+/* Makes sure at least n slots exist; returns how many do. */
+static int ensure_slots(session *s, int n)
+{
+    if (n > s->nslots) {
+        slot **grown = (slot **)realloc(s->slots, (size_t)n * sizeof *grown);
+        if (grown == NULL) return s->nslots;
+        s->slots = grown;
+        while (s->nslots < n) {
+            slot *sl = (slot *)calloc(1, sizeof *sl);
+            if (sl == NULL) break;
+            s->slots[s->nslots++] = sl;
+        }
+    }
+    return s->nslots;
+}
+
+static slot *idle_slot(session *s, int limit)
+{
+    int i;
+    for (i = 0; i < limit; i++)
+        if (s->slots[i]->req == 0) return s->slots[i];
+    return NULL;
+}
+
+static void session_free(session *s)
+{
+    int i;
+    for (i = 0; i < s->nslots; i++) {
+        slot *sl = s->slots[i];
+        if (s->multi) slot_reset(s, sl);
+        if (sl->easy) curl_easy_cleanup(sl->easy);
+        free(sl);
+    }
+    free(s->slots);
+    s->slots = NULL;
+    s->nslots = 0;
+    if (s->multi) curl_multi_cleanup(s->multi);
+    s->multi = NULL;
+    free(s->ca_file);
+    s->ca_file = NULL;
+    free(s->user_agent);
+    s->user_agent = NULL;
+}
+
+/* ---------- starting and finishing a transfer ---------- */
+
+static int has_prefix_ci(const char *s, const char *prefix)
+{
+    for (; *prefix; s++, prefix++) {
+        char c = *s;
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != *prefix) return 0;
+    }
+    return 1;
+}
+
+#define SETOPT(opt, val)                                                      \
+    do {                                                                      \
+        if ((rc = curl_easy_setopt(sl->easy, opt, val)) != CURLE_OK) goto failed; \
+    } while (0)
+
+/* Configures sl for req and adds it to the multi. Returns NULL, or a message
+ * for an error result (kind network) when the request could not start. */
+static const char *start_request(lua_State *L, session *s, slot *sl, const prepared *req,
+                                 int index, int anchor)
+{
+    CURLcode rc;
+    CURLMcode mrc;
+    int i;
+
+    if (!has_prefix_ci(req->url, "https://") && !(s->allow_http && has_prefix_ci(req->url, "http://")))
+        return s->allow_http ? "URL scheme not allowed: only https and http URLs are accepted"
+                             : "URL scheme not allowed: only https URLs are accepted (allow_http is off)";
+    if (sl->easy == NULL && (sl->easy = curl_easy_init()) == NULL)
+        return "could not create a libcurl handle";
+    sl->req = index;
+    sl->max_body = (size_t)s->max_response;
+
+    for (i = 0; i < req->hcount; i++) {
+        struct curl_slist *grown;
+        lua_rawgeti(L, anchor, req->hfirst + i);
+        grown = curl_slist_append(sl->headers, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (grown == NULL) return "out of memory building request headers";
+        sl->headers = grown;
+    }
+    if (req->post) {
+        /* no "Expect: 100-continue" round trip */
+        struct curl_slist *grown = curl_slist_append(sl->headers, "Expect:");
+        if (grown == NULL) return "out of memory building request headers";
+        sl->headers = grown;
+    }
+
+    SETOPT(CURLOPT_PRIVATE, (void *)sl);
+    SETOPT(CURLOPT_ERRORBUFFER, sl->errbuf);
+    SETOPT(CURLOPT_URL, req->url);
+    SETOPT(CURLOPT_PROTOCOLS_STR, s->allow_http ? "http,https" : "https");
+    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    SETOPT(CURLOPT_DEFAULT_PROTOCOL, "https");
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(CURLOPT_MAXREDIRS, 0L);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    SETOPT(CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_LIMIT_BPS);
+    SETOPT(CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
+    SETOPT(CURLOPT_MAXLIFETIME_CONN, MAX_CONNECTION_AGE_S);
+    if (s->max_response > 0) SETOPT(CURLOPT_MAXFILESIZE_LARGE, s->max_response);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(CURLOPT_WRITEDATA, (void *)sl);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(CURLOPT_HEADERDATA, (void *)sl);
+    SETOPT(CURLOPT_USERAGENT, s->user_agent);
+    if (s->ca_file) SETOPT(CURLOPT_CAINFO, s->ca_file);
+    SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SETOPT(CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
+    SETOPT(CURLOPT_PROXY, "");
+    SETOPT(CURLOPT_HTTPHEADER, sl->headers);
+    if (req->post) {
+        /* the body is a Lua string anchored for the whole batch: no copy to wipe */
+        SETOPT(CURLOPT_POST, 1L);
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+    } else {
+        SETOPT(CURLOPT_HTTPGET, 1L);
+    }
+
+    mrc = curl_multi_add_handle(s->multi, sl->easy);
+    if (mrc != CURLM_OK) return curl_multi_strerror(mrc);
+    sl->in_multi = 1;
+    return NULL;
+
+failed:
+    return curl_easy_strerror(rc);
+}
+
+#undef SETOPT
+
+static const char *error_kind(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+        return "tls";
+    case CURLE_UNSUPPORTED_PROTOCOL: /* the scheme was checked before: this is an HTTP/0.9 reply */
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_FILESIZE_EXCEEDED:
+        return "response";
+    default:
+        return "network";
+    }
+}
+
+static int contains(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+    size_t i;
+    if (nlen == 0 || nlen > hlen) return 0;
+    for (i = 0; i + nlen <= hlen; i++)
+        if (memcmp(hay + i, needle, nlen) == 0) return 1;
+    return 0;
+}
+
+/* Writes the error message of a failed transfer into msg. */
+static const char *failure(const session *s, const slot *sl, const prepared *req, CURLcode rc,
+                           char *msg, size_t size)
+{
+    size_t n;
+    if (sl->body_too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        snprintf(msg, size, "response body larger than %llu bytes", (unsigned long long)s->max_response);
+        return "response";
+    }
+    if (sl->head_too_big) {
+        snprintf(msg, size, "response headers larger than %lu bytes", (unsigned long)MAX_HEADER_BYTES);
+        return "response";
+    }
+    if (sl->out_of_memory) {
+        snprintf(msg, size, "out of memory while reading the response");
+        return "network";
+    }
+    snprintf(msg, size, "%s", sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(rc));
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    if (contains(msg, n, req->query, req->query_len))
+        snprintf(msg, size, "%s", curl_easy_strerror(rc));
+    return error_kind(rc);
+}
+
+static void push_lower(lua_State *L, const char *p, size_t n)
+{
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+        luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c);
+    }
+    luaL_pushresult(&b);
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Pushes {lower-case-name = value} from the raw header block of the final
+ * response; repeated names are joined with ", ". Lines that are not
+ * "name: value" (status line, folded or malformed lines) are skipped. */
+static void push_headers(lua_State *L, const membuf *h)
+{
+    const char *p = h->data, *end = h->data + h->len;
+    int t;
+    lua_newtable(L);
+    t = lua_gettop(L);
+    while (p && p < end) {
+        const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end, *next = eol ? eol + 1 : end;
+        const char *colon;
+        while (line_end > p && line_end[-1] == '\r') line_end--;
+        colon = (const char *)memchr(p, ':', (size_t)(line_end - p));
+        if (colon && colon > p && !is_blank(*p)) {
+            const char *name_end = p;
+            while (name_end < colon && !is_blank(*name_end)) name_end++;
+            if (name_end == colon) {
+                const char *v = colon + 1, *v_end;
+                while (v < line_end && is_blank(*v)) v++;
+                for (v_end = line_end; v_end > v && is_blank(v_end[-1]); v_end--) {}
+                push_lower(L, p, (size_t)(colon - p));
+                lua_pushvalue(L, -1);
+                lua_rawget(L, t);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    lua_pushlstring(L, v, (size_t)(v_end - v));
+                } else {
+                    lua_pushliteral(L, ", ");
+                    lua_pushlstring(L, v, (size_t)(v_end - v));
+                    lua_concat(L, 3);
+                }
+                lua_rawset(L, t);
+            }
+        }
+        p = next;
+    }
+}
+
+/* Stores the result of the transfer in sl at results[sl->req] and idles sl. */
+static void finish_request(lua_State *L, session *s, slot *sl, const prepared *req, CURLcode rc,
+                           int results)
+{
+    int index = sl->req;
+    if (sl->in_multi) {
+        curl_multi_remove_handle(s->multi, sl->easy);
+        sl->in_multi = 0;
+    }
+    if (rc == CURLE_OK && !sl->body_too_big && !sl->head_too_big && !sl->out_of_memory) {
+        long status = 0;
+        curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_setfield(L, -2, "status");
+        push_headers(L, &sl->head);
+        lua_setfield(L, -2, "headers");
+        lua_pushlstring(L, sl->body.data ? sl->body.data : "", sl->body.len);
+        lua_setfield(L, -2, "body");
+    } else {
+        char msg[MESSAGE_MAX];
+        const char *kind = failure(s, sl, req, rc, msg, sizeof msg);
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, kind);
+        lua_setfield(L, -2, "error");
+        lua_pushstring(L, msg);
+        lua_setfield(L, -2, "message");
+    }
+    lua_rawseti(L, results, index);
+    slot_reset(s, sl);
+}
+
+static void push_error_result(lua_State *L, int results, int index, const char *kind, const char *msg)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "error");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_rawseti(L, results, index);
+}
+
+/* Fails every running transfer after a multi-level error. */
+static void fail_running(lua_State *L, session *s, int limit, int results, const char *msg)
+{
+    int i;
+    for (i = 0; i < limit; i++) {
+        slot *sl = s->slots[i];
+        if (sl->req) {
+            push_error_result(L, results, sl->req, "network", msg);
+            slot_reset(s, sl);
+        }
+    }
+}
+
+/* Runs a batch to completion; called under lua_pcall so the caller can always
+ * reset the slots. Arguments: batch (light userdata), anchor table, results table. */
+static int run_batch(lua_State *L)
+{
+    batch *b = (batch *)lua_touserdata(L, 1);
+    session *s = b->s;
+    const int anchor = 2, results = 3;
+    int next = 0, active = 0;
+    int width = ensure_slots(s, b->concurrency);
+
+    if (width > b->concurrency) width = b->concurrency;
+    if (width == 0) return luaL_error(L, "out of memory");
+
+    for (;;) {
+        CURLMcode mrc;
+        CURLMsg *m;
+        int running = 0, left, completed = 0;
+
+        while (active < width && next < b->n) {
+            slot *sl = idle_slot(s, width);
+            const char *err = start_request(L, s, sl, &b->reqs[next], next + 1, anchor);
+            if (err) {
+                push_error_result(L, results, next + 1, "network", err);
+                slot_reset(s, sl);
+            } else {
+                active++;
+            }
+            next++;
+        }
+        if (active == 0) break;
+
+        mrc = curl_multi_perform(s->multi, &running);
+        if (mrc != CURLM_OK) {
+            fail_running(L, s, width, results, curl_multi_strerror(mrc));
+            active = 0;
+            continue;
+        }
+        while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
+            void *priv = NULL;
+            slot *sl;
+            CURLcode rc = m->data.result;
+            if (m->msg != CURLMSG_DONE) continue;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+            sl = (slot *)priv;
+            finish_request(L, s, sl, &b->reqs[sl->req - 1], rc, results);
+            active--;
+            completed++;
+        }
+        if (completed == 0 && active > 0) {
+            mrc = curl_multi_poll(s->multi, NULL, 0, 1000, NULL);
+            if (mrc != CURLM_OK) {
+                fail_running(L, s, width, results, curl_multi_strerror(mrc));
+                active = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static void run(lua_State *L, session *s, prepared *reqs, int n, int concurrency, int anchor, int results)
+{
+    batch b;
+    int status;
+    b.s = s;
+    b.reqs = reqs;
+    b.n = n;
+    b.concurrency = concurrency;
+    lua_pushcfunction(L, run_batch);
+    lua_pushlightuserdata(L, &b);
+    lua_pushvalue(L, anchor);
+    lua_pushvalue(L, results);
+    s->busy = 1;
+    status = lua_pcall(L, 3, 0, 0);
+    reset_all_slots(s);
+    s->busy = 0;
+    if (status != 0) lua_error(L);
+}
+
+/* ---------- argument checking (all before any transfer starts) ---------- */
+
+static int request_error(lua_State *L, const char *fname, int index, const char *detail)
+{
+    if (index > 0) return luaL_error(L, "%s: request #%d: %s", fname, index, detail);
+    return luaL_error(L, "%s: %s", fname, detail);
+}
+
+static int has_crlf_nul(const char *s, size_t n)
+{
+    return memchr(s, '\r', n) != NULL || memchr(s, '\n', n) != NULL || memchr(s, '\0', n) != NULL;
+}
+
+static int is_token(const char *s, size_t n)
+{
+    size_t i;
+    if (n == 0) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+              || (c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Seconds (number) at field of table t to milliseconds; def when absent.
+ * Returns -1 when the value is not a usable number. */
+static long seconds_field(lua_State *L, int t, const char *field, long def)
+{
+    double x, ms;
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    x = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (!(x >= 0) || x > MAX_TIMEOUT_MS / 1000.0) return -1; /* also rejects NaN */
+    ms = ceil(x * 1000.0);
+    return (long)ms;
+}
+
+/* Validates the request table at idx into p, anchoring its strings in anchor
+ * (its next free index is *acount + 1). Raises on misuse. */
+static void prepare_request(lua_State *L, const session *s, int idx, int anchor, int *acount,
+                            prepared *p, const char *fname, int index)
+{
+    size_t len;
+    const char *url, *q;
+
+    memset(p, 0, sizeof *p);
+    lua_getfield(L, idx, "method");
+    if (lua_isnil(L, -1)) {
+        p->post = 0;
+    } else {
+        const char *method = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        if (strcmp(method, "GET") == 0)
+            p->post = 0;
+        else if (strcmp(method, "POST") == 0)
+            p->post = 1;
+        else
+            request_error(L, fname, index, "method must be \"GET\" or \"POST\"");
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, idx, "url");
+    if (lua_type(L, -1) != LUA_TSTRING) request_error(L, fname, index, "url must be a string");
+    url = lua_tolstring(L, -1, &len);
+    if (has_crlf_nul(url, len)) request_error(L, fname, index, "url contains CR, LF or NUL");
+    p->url = url;
+    q = strchr(url, '?');
+    if (q) {
+        const char *hash = strchr(q, '#');
+        p->query = q + 1;
+        p->query_len = hash ? (size_t)(hash - q - 1) : strlen(q + 1);
+    } else {
+        p->query = url + len;
+    }
+    lua_rawseti(L, anchor, ++*acount);
+
+    lua_getfield(L, idx, "body");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING) request_error(L, fname, index, "body must be a string");
+        if (!p->post) request_error(L, fname, index, "body is only allowed with POST");
+        p->body = lua_tolstring(L, -1, &p->body_len);
+    }
+    lua_rawseti(L, anchor, ++*acount);
+
+    p->timeout_ms = seconds_field(L, idx, "timeout", s->timeout_ms);
+    if (p->timeout_ms < 0) request_error(L, fname, index, "timeout must be a non-negative number of seconds");
+    p->connect_timeout_ms = seconds_field(L, idx, "connect_timeout", s->connect_timeout_ms);
+    if (p->connect_timeout_ms < 0)
+        request_error(L, fname, index, "connect_timeout must be a non-negative number of seconds");
+
+    p->hfirst = *acount + 1;
+    lua_getfield(L, idx, "headers");
+    if (!lua_isnil(L, -1)) {
+        int h = lua_gettop(L);
+        if (!lua_istable(L, h)) request_error(L, fname, index, "headers must be a table");
+        lua_pushnil(L);
+        while (lua_next(L, h) != 0) {
+            size_t nl, vl;
+            const char *name, *value;
+            if (lua_type(L, -2) != LUA_TSTRING)
+                request_error(L, fname, index, "header names must be strings");
+            name = lua_tolstring(L, -2, &nl);
+            if (!is_token(name, nl))
+                request_error(L, fname, index,
+                              "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)");
+            if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+                request_error(L, fname, index, "header values must be strings");
+            lua_pushvalue(L, -1); /* convert a copy, never the key lua_next walks */
+            value = lua_tolstring(L, -1, &vl);
+            if (has_crlf_nul(value, vl)) request_error(L, fname, index, "header value contains CR, LF or NUL");
+            /* "Name;" is libcurl's way to send a header with an empty value */
+            if (vl == 0)
+                lua_pushfstring(L, "%s;", name);
+            else
+                lua_pushfstring(L, "%s: %s", name, value);
+            lua_rawseti(L, anchor, ++*acount);
+            lua_pop(L, 2);
+            p->hcount++;
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* ---------- Lua methods ---------- */
+
+static session *check_session(lua_State *L, const char *fname)
+{
+    session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+    if (s->multi == NULL) luaL_error(L, "%s: session is closed", fname);
+    if (s->busy) luaL_error(L, "%s: session is busy", fname);
+    return s;
+}
+
+static void push_result_values(lua_State *L, int *nret)
+{
+    /* results[1] is on top: either a response or {error, message} */
+    lua_getfield(L, -1, "error");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        *nret = 1;
+        return;
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_getfield(L, -3, "message");
+    *nret = 3;
+}
+
+static int l_perform(lua_State *L)
+{
+    session *s = check_session(L, "perform");
+    prepared *p;
+    int acount = 0, nret;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_newtable(L); /* 3: anchor */
+    p = (prepared *)lua_newuserdata(L, sizeof *p); /* 4 */
+    prepare_request(L, s, 2, 3, &acount, p, "perform", 0);
+    lua_newtable(L); /* 5: results */
+    run(L, s, p, 1, 1, 3, 5);
+    lua_rawgeti(L, 5, 1);
+    push_result_values(L, &nret);
+    return nret;
+}
+
+static int l_perform_many(lua_State *L)
+{
+    session *s = check_session(L, "perform_many");
+    lua_Integer concurrency;
+    prepared *p;
+    int n, i, acount = 0;
+    size_t len;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    concurrency = luaL_optinteger(L, 3, DEFAULT_CONCURRENCY);
+    luaL_argcheck(L, concurrency >= 1, 3, "concurrency must be at least 1");
+    lua_settop(L, 2);
+    len = ig_rawlen(L, 2);
+    if (len > (size_t)1000000) return luaL_error(L, "perform_many: too many requests");
+    n = (int)len;
+    lua_newtable(L); /* 3: anchor */
+    p = (prepared *)lua_newuserdata(L, (size_t)(n > 0 ? n : 1) * sizeof *p); /* 4 */
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        if (!lua_istable(L, -1)) request_error(L, "perform_many", i + 1, "must be a table");
+        prepare_request(L, s, lua_gettop(L), 3, &acount, &p[i], "perform_many", i + 1);
+        lua_pop(L, 1);
+    }
+    lua_createtable(L, n, 0); /* 5: results */
+    if (n > 0) {
+        if (concurrency > n) concurrency = n;
+        if (concurrency > MAX_CONCURRENCY) concurrency = MAX_CONCURRENCY;
+        run(L, s, p, n, (int)concurrency, 3, 5);
+    }
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+    if (s->busy) return luaL_error(L, "close: session is busy");
+    session_free(s);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+    if (s->multi == NULL)
+        lua_pushliteral(L, "instagram.session (closed)");
+    else
+        lua_pushfstring(L, "instagram.session (%p)", (void *)s);
+    return 1;
+}
+
+/* Copies the string option field of opts (or def) into *dst with malloc.
+ * Raises on a non-string or on bytes that must not reach libcurl. */
+static void string_option(lua_State *L, int opts, const char *field, const char *def, char **dst,
+                          int reject_crlf)
+{
+    size_t n;
+    const char *v;
+    lua_getfield(L, opts, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (def == NULL) return;
+        v = def;
+        n = strlen(def);
+    } else {
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "session: %s must be a string", field);
+        v = lua_tolstring(L, -1, &n);
+        if (memchr(v, '\0', n) != NULL || (reject_crlf && has_crlf_nul(v, n)))
+            luaL_error(L, "session: %s contains %s", field, reject_crlf ? "CR, LF or NUL" : "NUL");
+        lua_pop(L, 1); /* still referenced by opts */
+    }
+    *dst = (char *)malloc(n + 1);
+    if (*dst == NULL) luaL_error(L, "session: out of memory");
+    memcpy(*dst, v, n + 1);
+}
+
+static int l_session(lua_State *L)
+{
+    session *s;
+    int opts;
+
+    if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_isnil(L, 1)) {
+        lua_newtable(L);
+        lua_replace(L, 1);
+    }
+    opts = 1;
+
+    /* the userdata exists, with its __gc, before anything is allocated */
+    s = (session *)lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    luaL_getmetatable(L, SESSION_MT);
+    lua_setmetatable(L, -2);
+
+    lua_getfield(L, opts, "allow_http");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "session: allow_http must be a boolean");
+    s->allow_http = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+
+    s->timeout_ms = seconds_field(L, opts, "timeout", DEFAULT_TIMEOUT_MS);
+    if (s->timeout_ms < 0) luaL_error(L, "session: timeout must be a non-negative number of seconds");
+    s->connect_timeout_ms = seconds_field(L, opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
+    if (s->connect_timeout_ms < 0)
+        luaL_error(L, "session: connect_timeout must be a non-negative number of seconds");
+
+    lua_getfield(L, opts, "max_response_bytes");
+    if (lua_isnil(L, -1)) {
+        s->max_response = DEFAULT_MAX_RESPONSE;
+    } else if (lua_type(L, -1) != LUA_TNUMBER) {
+        luaL_error(L, "session: max_response_bytes must be a non-negative integer");
+    } else {
+        double max = lua_tonumber(L, -1);
+        if (!(max >= 0) || max != floor(max) || max > 9007199254740992.0)
+            luaL_error(L, "session: max_response_bytes must be a non-negative integer");
+        s->max_response = (curl_off_t)max;
+    }
+    lua_pop(L, 1);
+
+    string_option(L, opts, "ca_file", NULL, &s->ca_file, 0);
+    string_option(L, opts, "user_agent", DEFAULT_USER_AGENT, &s->user_agent, 1);
+
+    s->multi = curl_multi_init();
+    if (s->multi == NULL) {
+        session_free(s);
+        lua_pushnil(L);
+        lua_pushliteral(L, "session: could not create a libcurl multi handle");
+        return 2;
+    }
+    return 1;
+}
+
+/* sleep(seconds): blocks the calling thread; used for retry back-off outside nginx. */
+static int l_sleep(lua_State *L)
+{
+    lua_Number secs = luaL_checknumber(L, 1);
+    struct timespec ts, rem;
+    luaL_argcheck(L, secs >= 0 && secs <= 86400, 1, "seconds must be between 0 and 86400");
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec > 999999999L) ts.tv_nsec = 999999999L;
+    while (nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
+    return 0;
+}
+
+void ig_open_session(lua_State *L)
+{
+    static int curl_ready = 0;
+    static const luaL_Reg methods[] = {
+        {"perform", l_perform},
+        {"perform_many", l_perform_many},
+        {"close", l_close},
+        {NULL, NULL}
+    };
+    static const luaL_Reg metamethods[] = {
+        {"__gc", l_close},
+        {"__close", l_close},
+        {"__tostring", l_tostring},
+        {NULL, NULL}
+    };
+    static const luaL_Reg funcs[] = {
+        {"session", l_session},
+        {"sleep", l_sleep},
+        {NULL, NULL}
+    };
+
+    /* once per process, before any other libcurl call; never cleaned up here,
+     * since other modules or Lua states may still use libcurl */
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) luaL_error(L, "instagram.core: curl_global_init failed");
+        curl_ready = 1;
+    }
+
+    if (luaL_newmetatable(L, SESSION_MT)) {
+        ig_setfuncs(L, metamethods);
+        lua_newtable(L);
+        ig_setfuncs(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, SESSION_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    ig_setfuncs(L, funcs);
+}
