@@ -1,0 +1,156 @@
+-- Media, paging, children and plain Graph GETs against the fake Instagram.
+local instagram = require "instagram"
+local Fake = require "spec.support.fake"
+
+describe("media", function()
+  local fake, token
+
+  setup(function() fake = Fake.start() end)
+  teardown(function() if fake then fake:stop() end end)
+
+  before_each(function()
+    fake:reset()
+    token = fake:issue_token("jayposiris", { kind = "long" })
+  end)
+
+  local function client(extra)
+    local c = {
+      app_id = "684477648739411", app_secret = "eb8c7a1b2c3d4e5f60718293a4b5c6d7",
+      redirect_uri = "https://localhost/auth/", api = "basic_display",
+      endpoints = fake:endpoints("https"), ca_file = fake.ca_file, sleep = function() end,
+    }
+    for k, v in pairs(extra or {}) do c[k] = v end
+    return instagram.new(c)
+  end
+
+  local function media_requests()
+    return fake:log(function(r) return r.path:match("/media$") end)
+  end
+
+  it("returns one page with the default fields", function()
+    local page = assert(client():media(token, { limit = 3 }))
+    assert.equal(3, #page.data)
+    for _, item in ipairs(page.data) do
+      assert.matches("^%d+$", item.id)
+      assert.is_string(item.media_type)
+    end
+    assert.is_string(page.paging.next)
+    assert.matches("media_type", media_requests()[1].args.fields)
+  end)
+
+  it("honours fields as an array or a string", function()
+    local ig = client()
+    local page = assert(ig:media(token, { fields = { "id", "timestamp" }, limit = 2 }))
+    assert.is_string(page.data[1].timestamp)
+    assert.is_nil(page.data[1].media_url)
+    assert(ig:media(token, { fields = "id,caption" }))
+    local log = media_requests()
+    assert.equal("id,timestamp", log[1].args.fields)
+    assert.equal("id,caption", log[2].args.fields)
+  end)
+
+  it("visits a 7-item, 3-page set exactly once with each_media", function()
+    local ig = client({ graph_version = "v21.0" })
+    local seen, count = {}, 0
+    for item, err in ig:each_media(token, { limit = 3 }) do
+      assert.is_nil(err)
+      assert.is_nil(seen[item.id], "visited twice: " .. item.id)
+      seen[item.id] = true
+      count = count + 1
+    end
+    assert.equal(7, count)
+    local log = media_requests()
+    assert.equal(3, #log)
+    for _, r in ipairs(log) do
+      assert.matches("^/v21%.0/", r.path)
+      assert.equal("3", r.args.limit)
+    end
+  end)
+
+  it("walks pages with next_page and ends with nil", function()
+    local ig = client()
+    local page = assert(ig:media(token, { limit = 5 }))
+    local second = assert(ig:next_page(page))
+    assert.equal(2, #second.data)
+    assert.is_nil(ig:next_page(second))
+  end)
+
+  it("never sends the token to a foreign paging.next host", function()
+    fake:config({ foreign_next = true })
+    local ig = client()
+    local count = 0
+    for item in ig:each_media(token, { limit = 3 }) do
+      assert.is_string(item.id)
+      count = count + 1
+    end
+    assert.equal(7, count)
+    local alt_port = tonumber(fake.alt:match(":(%d+)$"))
+    assert.equal(0, #fake:log(function(r) return r.port == alt_port end))
+    for _, r in ipairs(media_requests()) do
+      assert.is_not.equal(alt_port, r.port)
+    end
+  end)
+
+  it("stops with an error on a cursor loop", function()
+    fake:config({ cursor_loop = true })
+    local ig = client()
+    local items, failure = 0, nil
+    for item, err in ig:each_media(token, { limit = 3 }) do
+      if not item then
+        failure = err
+      else
+        items = items + 1
+      end
+    end
+    assert.is_table(failure)
+    assert.equal("response", failure.kind)
+    assert.matches("loop", failure.message)
+    assert.is_true(items >= 3)
+    assert.is_true(#media_requests() <= 3)
+  end)
+
+  it("yields the error once when the first page fails", function()
+    local ig = client()
+    local calls, failure = 0, nil
+    for item, err in ig:each_media("IGQVJbad") do
+      calls = calls + 1
+      assert.is_false(item)
+      failure = err
+    end
+    assert.equal(1, calls)
+    assert.equal(190, failure.code)
+  end)
+
+  it("lists a carousel's children", function()
+    local ig = client()
+    local album
+    for item in ig:each_media(token) do
+      if item.media_type == "CAROUSEL_ALBUM" then album = item end
+    end
+    assert.is_table(album)
+    local children = assert(ig:children(token, album.id))
+    assert.equal(3, #children.data)
+    for _, child in ipairs(children.data) do assert.matches("^%d+$", child.id) end
+  end)
+
+  it("reads any Graph path with get, and remembers the usage headers", function()
+    local ig = client()
+    assert.is_nil(ig:usage())
+    local me = assert(ig:get(token, "me", { fields = { "id", "username" } }))
+    assert.equal("jayposiris", me.username)
+    local usage = ig:usage()
+    assert.is_table(usage)
+    assert.is_number(usage.app.call_count)
+  end)
+
+  it("raises on misuse", function()
+    local ig = client()
+    assert.has_error(function() ig:get(token, "https://evil.example/me") end)
+    assert.has_error(function() ig:get(token, "me?x=1") end)
+    assert.has_error(function() ig:get(token, "me", { access_token = "x" }) end)
+    assert.has_error(function() ig:media(token, { limit = 0 }) end, "ig:media: opts.limit must be a positive integer")
+    assert.has_error(function() ig:next_page({ data = {} }) end,
+      "ig:next_page: page must be a page returned by this client")
+    assert.has_error(function() ig:children(token, {}) end)
+  end)
+end)
