@@ -1,0 +1,88 @@
+-- instagram.core.quote_big_ints: the exact-ID pre-pass over JSON text
+local core = require "instagram.core"
+local cjson = require "cjson.safe"
+
+local q = core.quote_big_ints
+
+describe("core.quote_big_ints", function()
+  it("quotes integers of 16 or more digits outside strings", function()
+    assert.equal('{"user_id":"17841405793187219"}', q('{"user_id":17841405793187219}'))
+    assert.equal('["12345678901234567","-12345678901234567"]', q("[12345678901234567,-12345678901234567]"))
+    assert.equal('"1234567890123456"', q("1234567890123456"))
+    assert.equal('[ "12345678901234567" ]', q("[ 12345678901234567 ]"))
+    assert.equal('{"a":{"b":["99999999999999999999999999"]}}', q('{"a":{"b":[99999999999999999999999999]}}'))
+  end)
+
+  it("leaves shorter integers alone", function()
+    assert.equal("123", q("123"))
+    assert.equal("123456789012345", q("123456789012345"))
+    assert.equal("-123456789012345", q("-123456789012345"))
+    assert.equal('{"a":0,"b":-1}', q('{"a":0,"b":-1}'))
+  end)
+
+  it("leaves numbers with a fraction or exponent alone", function()
+    assert.equal("1.7841405793187219e16", q("1.7841405793187219e16"))
+    assert.equal("[12345678901234567.0]", q("[12345678901234567.0]"))
+    assert.equal("12345678901234567e5", q("12345678901234567e5"))
+    assert.equal("12345678901234567E+5", q("12345678901234567E+5"))
+    assert.equal("0.12345678901234567", q("0.12345678901234567"))
+  end)
+
+  it("leaves integers that are not JSON (leading zero, stray sign) alone", function()
+    assert.equal("00000000000000001", q("00000000000000001"))
+    assert.equal("-01234567890123456", q("-01234567890123456"))
+    assert.equal("+12345678901234567", q("+12345678901234567"))
+    assert.equal("--12345678901234567", q("--12345678901234567"))
+    assert.equal("x12345678901234567", q("x12345678901234567"))
+  end)
+
+  it("never touches strings, escapes included", function()
+    assert.equal('{"a":"17841405793187219"}', q('{"a":"17841405793187219"}'))
+    assert.equal('["\\"12345678901234567"]', q('["\\"12345678901234567"]'))
+    assert.equal('["\\\\","12345678901234567"]', q('["\\\\","12345678901234567"]'))
+    assert.equal('["\\\\",["12345678901234567"]]', q('["\\\\",[12345678901234567]]'))
+    assert.equal('["\\u0022 12345678901234567"]', q('["\\u0022 12345678901234567"]'))
+    assert.equal('{"12345678901234567":"12345678901234567"}', q('{"12345678901234567":"12345678901234567"}'))
+  end)
+
+  it("copies malformed input without failing", function()
+    assert.equal('{"a":"12345678901234567', q('{"a":"12345678901234567'))
+    assert.equal('"abc\\', q('"abc\\'))
+    assert.equal('"', q('"'))
+    assert.equal("", q(""))
+    assert.equal("\0\255\254{[}", q("\0\255\254{[}"))
+    assert.equal('"12345678901234567"\0', q("12345678901234567\0"))
+    assert.equal("]]]}}}", q("]]]}}}"))
+  end)
+
+  it("copes with deep nesting", function()
+    local deep = ("["):rep(10000) .. "12345678901234567" .. ("]"):rep(10000)
+    assert.equal(("["):rep(10000) .. '"12345678901234567"' .. ("]"):rep(10000), q(deep))
+    local open = ("{\"a\":["):rep(10000)
+    assert.equal(open, q(open))
+  end)
+
+  it("copes with large input", function()
+    local parts = {}
+    for i = 1, 20000 do parts[i] = "1000000000" .. string.format("%06d", i) end
+    local out = q("[" .. table.concat(parts, ",") .. "]")
+    local decoded = assert(cjson.decode(out))
+    assert.equal(20000, #decoded)
+    assert.equal("1000000000000001", decoded[1])
+    assert.equal("1000000000020000", decoded[20000])
+  end)
+
+  it("makes IDs above 2^53 exact after cjson decoding", function()
+    local decoded = cjson.decode(q('{"id":17841405793187219,"n":5,"s":"x"}'))
+    assert.same({ id = "17841405793187219", n = 5, s = "x" }, decoded)
+  end)
+
+  it("raises with its name on a wrong type", function()
+    local ok, err = pcall(function() core.quote_big_ints(nil) end)
+    assert.is_false(ok)
+    assert.truthy(err:find("quote_big_ints", 1, true))
+    ok, err = pcall(function() core.quote_big_ints({}) end)
+    assert.is_false(ok)
+    assert.truthy(err:find("quote_big_ints", 1, true))
+  end)
+end)
