@@ -202,6 +202,13 @@ function Fake.start(opts)
             expired = "https://127.0.0.1:" .. ports.expired,
         },
         ca_file = cdir .. "/ca.pem",
+        -- the default app of each API profile, as f:reset() restores it
+        apps = {
+            basic_display = { client_id = "684477648739411", secret = "eb8c7a1b2c3d4e5f60718293a4b5c6d7",
+                redirect_uri = "https://localhost/auth/" },
+            instagram_login = { client_id = "990602627938098", secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+                redirect_uri = "https://localhost/auth/" },
+        },
         untrusted_ca_file = cdir .. "/other_ca.pem",
     }, Fake)
     watchdog(prefix, self.pid)
