@@ -1,0 +1,454 @@
+-- instagram.core.session: misuse, lifecycle, and transfers against a tiny
+-- plain-HTTP server on 127.0.0.1 run in a child process (lua5.4 + luasocket).
+local core = require "instagram.core"
+local socket = require "socket"
+
+-- Routes: /echo (method, target, request headers, body), /stream?n= (no length,
+-- then close), /sized?n=, /slow (headers, then stalls), /redirect, /interim
+-- (100 then 201), /garbage (not HTTP), /bighead, /quit. A second port answers
+-- every connection with plain-text garbage at once (for TLS failures).
+local SERVER = [==[
+local socket = require "socket"
+local srv = assert(socket.bind("127.0.0.1", 0))
+local junk = assert(socket.bind("127.0.0.1", 0))
+local _, port = srv:getsockname()
+local _, junk_port = junk:getsockname()
+io.stdout:write(port, " ", junk_port, "\n")
+io.stdout:flush()
+srv:settimeout(0)
+junk:settimeout(0)
+local clients, ids, nconn = {}, {}, 0
+
+local function drop(c)
+  for i = #clients, 1, -1 do if clients[i] == c then table.remove(clients, i) end end
+  c:close()
+end
+
+local function respond(c, status, headers, body)
+  local out = { "HTTP/1.1 " .. status .. "\r\n" }
+  for _, h in ipairs(headers) do out[#out + 1] = h .. "\r\n" end
+  out[#out + 1] = "\r\n"
+  out[#out + 1] = body or ""
+  c:send(table.concat(out))
+end
+
+local function handle(c)
+  c:settimeout(5)
+  local line = c:receive("*l")
+  if not line then return drop(c) end
+  local method, target = line:match("^(%S+) (%S+)")
+  if not method then return drop(c) end
+  local path, query = target:match("^([^?]*)%??(.*)$")
+  local headers, len = {}, 0
+  while true do
+    local h = c:receive("*l")
+    if not h or h == "" then break end
+    headers[#headers + 1] = h:lower()
+    local n = h:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")
+    if n then len = tonumber(n) end
+  end
+  local body = len > 0 and c:receive(len) or ""
+  local n = tonumber(query:match("n=(%d+)") or "0")
+  if path == "/quit" then
+    respond(c, "200 OK", { "Content-Length: 0", "Connection: close" })
+    os.exit(0)
+  elseif path == "/echo" then
+    table.sort(headers)
+    local text = method .. "\n" .. target .. "\n" .. table.concat(headers, "\n") .. "\n\n" .. body
+    respond(c, "200 OK", { "Content-Length: " .. #text, "X-Conn: " .. ids[c],
+      "X-Dup: a", "x-dup: b", "Content-Type: text/plain", "X-Empty:", "X-Spaced:   v  " }, text)
+  elseif path == "/stream" then
+    respond(c, "200 OK", { "Connection: close" })
+    local chunk = ("x"):rep(1000)
+    for _ = 1, math.ceil(n / 1000) do
+      if not c:send(chunk) then break end
+    end
+    return drop(c)
+  elseif path == "/sized" then
+    respond(c, "200 OK", { "Content-Length: " .. n }, ("y"):rep(n))
+  elseif path == "/slow" then
+    c:send("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    socket.sleep(1.5)
+    return drop(c)
+  elseif path == "/redirect" then
+    respond(c, "302 Found", { "Location: /echo", "Content-Length: 3" }, "moo")
+  elseif path == "/interim" then
+    c:send("HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n")
+    respond(c, "201 Created", { "Content-Length: 2", "X-Final: yes" }, "ok")
+  elseif path == "/garbage" then
+    c:send("this is not http\r\n\r\n")
+    return drop(c)
+  elseif path == "/bighead" then
+    local hs = { "Content-Length: 0" }
+    for i = 1, 400 do hs[#hs + 1] = "X-H" .. i .. ": " .. ("h"):rep(1000) end
+    respond(c, "200 OK", hs)
+  else
+    respond(c, "404 Not Found", { "Content-Length: 0" })
+  end
+end
+
+while true do
+  local watch = { srv, junk }
+  for _, c in ipairs(clients) do watch[#watch + 1] = c end
+  local readable = socket.select(watch, nil, 20)
+  if #readable == 0 then os.exit(0) end
+  for _, s in ipairs(readable) do
+    if s == srv then
+      local c = srv:accept()
+      if c then
+        nconn = nconn + 1
+        ids[c] = nconn
+        clients[#clients + 1] = c
+      end
+    elseif s == junk then
+      local c = junk:accept()
+      if c then
+        c:send("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        c:close()
+      end
+    else
+      handle(s)
+    end
+  end
+end
+]==]
+
+local function raises(pattern, f)
+  local ok, err = pcall(f)
+  assert.is_false(ok)
+  assert.truthy(tostring(err):find(pattern, 1, true), "expected '" .. pattern .. "' in: " .. tostring(err))
+end
+
+local function closed_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
+describe("core.session", function()
+  it("makes a session with or without options", function()
+    local s = core.session()
+    assert.truthy(tostring(s):match("^instagram%.session %(.+%)$"))
+    s:close()
+    s = core.session({ allow_http = true, timeout = 1.5, connect_timeout = 0.5, max_response_bytes = 10,
+      user_agent = "ua/1", ca_file = "/nonexistent.pem" })
+    assert.is_userdata(s)
+    s:close()
+  end)
+
+  it("raises with its name on bad options", function()
+    raises("session", function() core.session("x") end)
+    raises("allow_http", function() core.session({ allow_http = "yes" }) end)
+    raises("timeout", function() core.session({ timeout = -1 }) end)
+    raises("timeout", function() core.session({ timeout = "5" }) end)
+    raises("timeout", function() core.session({ timeout = 0 / 0 }) end)
+    raises("connect_timeout", function() core.session({ connect_timeout = math.huge }) end)
+    raises("max_response_bytes", function() core.session({ max_response_bytes = 1.5 }) end)
+    raises("max_response_bytes", function() core.session({ max_response_bytes = -1 }) end)
+    raises("user_agent", function() core.session({ user_agent = "a\r\nX-Evil: 1" }) end)
+    raises("user_agent", function() core.session({ user_agent = {} }) end)
+    raises("ca_file", function() core.session({ ca_file = "a\0b" }) end)
+    raises("ca_file", function() core.session({ ca_file = 5 }) end)
+  end)
+
+  it("closes idempotently and refuses use after close", function()
+    local s = core.session()
+    s:close()
+    s:close()
+    assert.equal("instagram.session (closed)", tostring(s))
+    raises("perform: session is closed", function() s:perform({ url = "https://example.test/" }) end)
+    raises("perform_many: session is closed", function() s:perform_many({}, 1) end)
+  end)
+
+  it("has __gc and __close on its metatable, and survives being collected", function()
+    local mt = getmetatable(core.session())
+    assert.is_function(mt.__gc)
+    assert.is_function(mt.__close)
+    for _ = 1, 200 do core.session() end
+    collectgarbage()
+    collectgarbage()
+  end)
+
+  if _VERSION == "Lua 5.4" then
+    it("closes on leaving a <close> scope", function()
+      local s = core.session()
+      assert(load("local s = ... do local t <close> = s end"))(s)
+      assert.equal("instagram.session (closed)", tostring(s))
+    end)
+  end
+
+  it("raises on misuse of perform", function()
+    local s = core.session({ allow_http = true })
+    raises("perform", function() s:perform(nil) end)
+    raises("perform", function() s:perform("https://example.test/") end)
+    raises("perform", function() s.perform(nil, { url = "https://example.test/" }) end)
+    raises("perform", function() s.perform({}, { url = "https://example.test/" }) end)
+    raises("perform: url must be a string", function() s:perform({}) end)
+    raises("perform: url contains CR, LF or NUL", function() s:perform({ url = "https://x.test/\r\nX: 1" }) end)
+    raises("perform: url contains CR, LF or NUL", function() s:perform({ url = "https://x.test/\n" }) end)
+    raises("perform: url contains CR, LF or NUL", function() s:perform({ url = "https://x.test/\0.evil" }) end)
+    raises("perform: method", function() s:perform({ url = "https://x.test/", method = "PUT" }) end)
+    raises("perform: method", function() s:perform({ url = "https://x.test/", method = "get" }) end)
+    raises("perform: method", function() s:perform({ url = "https://x.test/", method = 1 }) end)
+    raises("perform: body", function() s:perform({ url = "https://x.test/", body = "x" }) end)
+    raises("perform: body", function() s:perform({ url = "https://x.test/", method = "POST", body = {} }) end)
+    raises("perform: timeout", function() s:perform({ url = "https://x.test/", timeout = -0.5 }) end)
+    raises("perform: connect_timeout", function() s:perform({ url = "https://x.test/", connect_timeout = "1" }) end)
+    raises("perform: headers", function() s:perform({ url = "https://x.test/", headers = "X: 1" }) end)
+    s:close()
+  end)
+
+  it("raises on CR, LF, NUL or other non-token bytes in request headers", function()
+    local s = core.session()
+    local function with(headers)
+      return function() s:perform({ url = "https://x.test/", headers = headers }) end
+    end
+    raises("perform: header value contains CR, LF or NUL", with({ X = "a\r\nInjected: 1" }))
+    raises("perform: header value contains CR, LF or NUL", with({ X = "a\nb" }))
+    raises("perform: header value contains CR, LF or NUL", with({ X = "a\rb" }))
+    raises("perform: header value contains CR, LF or NUL", with({ X = "a\0b" }))
+    raises("perform: header name", with({ ["X\r\nY"] = "1" }))
+    raises("perform: header name", with({ ["X\0"] = "1" }))
+    raises("perform: header name", with({ ["X:Y"] = "1" }))
+    raises("perform: header name", with({ ["X Y"] = "1" }))
+    raises("perform: header name", with({ [""] = "1" }))
+    raises("perform: header names", with({ "positional" }))
+    raises("perform: header values", with({ X = {} }))
+    raises("perform: header values", with({ X = true }))
+    s:close()
+  end)
+
+  it("raises on misuse of perform_many", function()
+    local s = core.session()
+    raises("perform_many", function() s:perform_many(nil, 2) end)
+    raises("perform_many", function() s:perform_many({}, 0) end)
+    raises("perform_many: request #2: must be a table", function()
+      s:perform_many({ { url = "https://x.test/" }, "https://x.test/" }, 2)
+    end)
+    raises("perform_many: request #1: header value contains CR, LF or NUL", function()
+      s:perform_many({ { url = "https://x.test/", headers = { X = "\n" } } }, 1)
+    end)
+    assert.same({}, s:perform_many({}, 4))
+    s:close()
+  end)
+
+  it("refuses URLs that are not https, without a request", function()
+    local s = core.session()
+    for _, url in ipairs({ "http://127.0.0.1:1/", "HTTP://127.0.0.1:1/", "ftp://127.0.0.1/", "file:///etc/passwd",
+      "gopher://127.0.0.1/", "127.0.0.1/x", "//127.0.0.1/", "" }) do
+      local res, kind, msg = s:perform({ url = url })
+      assert.is_nil(res)
+      assert.equal("network", kind)
+      assert.truthy(msg:find("https", 1, true), msg)
+    end
+    s:close()
+  end)
+
+  it("reports a refused connection as network, without the URL's query", function()
+    local s = core.session({ allow_http = true, connect_timeout = 2 })
+    local res, kind, msg = s:perform({ url = "http://127.0.0.1:" .. closed_port() .. "/x?access_token=SECRETTOKEN" })
+    assert.is_nil(res)
+    assert.equal("network", kind)
+    assert.is_string(msg)
+    assert.is_nil(msg:find("SECRETTOKEN", 1, true))
+    s:close()
+  end)
+end)
+
+describe("core.session against a loopback server", function()
+  local server, base, junk_base
+
+  setup(function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(SERVER)
+    f:close()
+    server = assert(io.popen("lua5.4 " .. path))
+    local port, junk_port = server:read("*n", "*n")
+    os.remove(path)
+    assert(port and junk_port, "loopback server did not start")
+    base = "http://127.0.0.1:" .. port
+    junk_base = "127.0.0.1:" .. junk_port
+  end)
+
+  teardown(function()
+    local s = core.session({ allow_http = true, timeout = 2 })
+    s:perform({ url = base .. "/quit" })
+    s:close()
+    server:close()
+  end)
+
+  it("does not contact the server for http when allow_http is off", function()
+    local strict = core.session()
+    local res, kind = strict:perform({ url = base .. "/echo" })
+    assert.is_nil(res)
+    assert.equal("network", kind)
+    strict:close()
+    -- the first connection the server ever sees is the next one
+    local s = core.session({ allow_http = true })
+    assert.equal("1", s:perform({ url = base .. "/echo" }).headers["x-conn"])
+    s:close()
+  end)
+
+  it("performs a GET and returns status, lower-case headers and body", function()
+    local s = core.session({ allow_http = true, user_agent = "spec-agent/1" })
+    local res = assert(s:perform({ url = base .. "/echo?a=1&b=%20", headers = { Authorization = "Bearer t0k",
+      ["X-Blank"] = "", ["X-Num"] = 7 } }))
+    assert.equal(200, res.status)
+    assert.equal("text/plain", res.headers["content-type"])
+    assert.equal("a, b", res.headers["x-dup"])
+    assert.equal("", res.headers["x-empty"])
+    assert.equal("v", res.headers["x-spaced"])
+    assert.is_nil(res.headers["X-Dup"])
+    local lines = {}
+    for line in res.body:gmatch("[^\n]+") do lines[line] = true end
+    assert.truthy(res.body:match("^GET\n/echo%?a=1&b=%%20\n"))
+    assert.truthy(lines["authorization: bearer t0k"])
+    assert.truthy(lines["x-blank:"])
+    assert.truthy(lines["x-num: 7"])
+    assert.truthy(lines["user-agent: spec-agent/1"])
+    assert.is_nil(res.body:find("accept-encoding", 1, true))
+    s:close()
+  end)
+
+  it("POSTs a body exactly, without Expect", function()
+    local s = core.session({ allow_http = true })
+    local body = "a=b&c=%00\0binary\255"
+    local res = assert(s:perform({ method = "POST", url = base .. "/echo", body = body,
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } }))
+    assert.equal(200, res.status)
+    assert.truthy(res.body:match("^POST\n"))
+    assert.truthy(res.body:find("content-length: " .. #body, 1, true))
+    assert.is_nil(res.body:find("expect", 1, true))
+    assert.equal(body, res.body:sub(-#body))
+    res = assert(s:perform({ method = "POST", url = base .. "/echo" }))
+    assert.truthy(res.body:find("content-length: 0", 1, true))
+    s:close()
+  end)
+
+  it("keeps the connection alive between requests", function()
+    local s = core.session({ allow_http = true })
+    local first = assert(s:perform({ url = base .. "/echo" })).headers["x-conn"]
+    for _ = 1, 3 do
+      assert.equal(first, assert(s:perform({ url = base .. "/echo" })).headers["x-conn"])
+    end
+    s:close()
+  end)
+
+  it("does not follow redirects", function()
+    local s = core.session({ allow_http = true })
+    local res = assert(s:perform({ url = base .. "/redirect" }))
+    assert.equal(302, res.status)
+    assert.equal("/echo", res.headers.location)
+    assert.equal("moo", res.body)
+    s:close()
+  end)
+
+  it("keeps only the final response's headers", function()
+    local s = core.session({ allow_http = true })
+    local res = assert(s:perform({ url = base .. "/interim" }))
+    assert.equal(201, res.status)
+    assert.equal("yes", res.headers["x-final"])
+    assert.is_nil(res.headers["x-interim"])
+    assert.equal("ok", res.body)
+    s:close()
+  end)
+
+  it("caps bodies of unknown and of known length", function()
+    local s = core.session({ allow_http = true, max_response_bytes = 50000 })
+    local res, kind, msg = s:perform({ url = base .. "/stream?n=200000" })
+    assert.is_nil(res)
+    assert.equal("response", kind)
+    assert.equal("response body larger than 50000 bytes", msg)
+    res, kind, msg = s:perform({ url = base .. "/sized?n=50001" })
+    assert.is_nil(res)
+    assert.equal("response", kind)
+    assert.equal("response body larger than 50000 bytes", msg)
+    res = assert(s:perform({ url = base .. "/sized?n=50000" }))
+    assert.equal(50000, #res.body)
+    s:close()
+    s = core.session({ allow_http = true, max_response_bytes = 0 })
+    assert.equal("response", select(2, s:perform({ url = base .. "/sized?n=1" })))
+    assert.equal(0, #assert(s:perform({ url = base .. "/sized?n=0" })).body)
+    s:close()
+  end)
+
+  it("caps response headers", function()
+    local s = core.session({ allow_http = true })
+    local res, kind, msg = s:perform({ url = base .. "/bighead" })
+    assert.is_nil(res)
+    assert.equal("response", kind)
+    assert.truthy(msg:find("headers larger than", 1, true))
+    assert.equal(200, assert(s:perform({ url = base .. "/echo" })).status)
+    s:close()
+  end)
+
+  it("reports a reply that is not HTTP as response, without the query", function()
+    local s = core.session({ allow_http = true })
+    local res, kind, msg = s:perform({ url = base .. "/garbage?access_token=SECRETTOKEN" })
+    assert.is_nil(res)
+    assert.equal("response", kind)
+    assert.is_nil(msg:find("SECRETTOKEN", 1, true))
+    s:close()
+  end)
+
+  it("reports a failed TLS handshake as tls", function()
+    local s = core.session({ connect_timeout = 2, timeout = 3 })
+    local res, kind = s:perform({ url = "https://" .. junk_base .. "/" })
+    assert.is_nil(res)
+    assert.equal("tls", kind)
+    s:close()
+    s = core.session({ ca_file = "/nonexistent/ca.pem", timeout = 3 })
+    res, kind = s:perform({ url = "https://" .. junk_base .. "/" })
+    assert.is_nil(res)
+    assert.equal("tls", kind)
+    s:close()
+  end)
+
+  it("runs many requests in order, at most `concurrency` at once, errors kept per request", function()
+    local s = core.session({ allow_http = true })
+    local reqs = {}
+    for i = 1, 12 do reqs[i] = { url = base .. "/echo?i=" .. i } end
+    reqs[4] = { url = "http://127.0.0.1:" .. closed_port() .. "/" }
+    reqs[7] = { url = "ftp://127.0.0.1/" }
+    reqs[9] = { method = "POST", url = base .. "/echo?i=9", body = "nine" }
+    for _, concurrency in ipairs({ 1, 3, 100 }) do
+      local out = s:perform_many(reqs, concurrency)
+      assert.equal(12, #out)
+      for i, r in ipairs(out) do
+        if i == 4 or i == 7 then
+          assert.equal("network", r.error)
+          assert.is_string(r.message)
+        else
+          assert.equal(200, r.status)
+          assert.truthy(r.body:find("/echo?i=" .. i .. "\n", 1, true))
+        end
+      end
+      assert.equal("nine", out[9].body:sub(-4))
+    end
+    s:close()
+  end)
+
+  it("reuses one connection for sequential batches", function()
+    local s = core.session({ allow_http = true })
+    local reqs = {}
+    for i = 1, 5 do reqs[i] = { url = base .. "/echo" } end
+    local out = s:perform_many(reqs, 1)
+    for i = 2, 5 do assert.equal(out[1].headers["x-conn"], out[i].headers["x-conn"]) end
+    assert.equal(out[1].headers["x-conn"], assert(s:perform({ url = base .. "/echo" })).headers["x-conn"])
+    s:close()
+  end)
+
+  it("times out a stalled response", function()
+    local s = core.session({ allow_http = true })
+    local t0 = socket.gettime()
+    local res, kind = s:perform({ url = base .. "/slow", timeout = 0.3 })
+    assert.is_nil(res)
+    assert.equal("timeout", kind)
+    assert.is_true(socket.gettime() - t0 < 1.4)
+    -- the server is busy stalling; the session still works once it is back
+    assert.equal(200, assert(s:perform({ url = base .. "/echo", timeout = 5 })).status)
+    s:close()
+  end)
+end)
