@@ -515,11 +515,28 @@ describe("fake instagram server", function()
             return head or raw, body or ""
         end
 
-        it("reset_mid_body: announces the full length, sends half, drops the connection", function()
+        it("reset_mid_body: announces the full length, sends half, resets the connection", function()
             f:fault("/me", { mode = "reset_mid_body" })
             local head, body = split(raw_get("/me?access_token=" .. token))
             local length = tonumber(head:match("Content%-Length: (%d+)"))
             assert.is_true(#body > 0 and #body < length)
+        end)
+
+        it("ends connections the way curl tells apart: RST, FIN mid-body, no reply", function()
+            local url = f.http .. "/me?access_token=" .. token
+            local expect = { reset = 56, reset_mid_headers = 56, reset_mid_body = 56, fin_mid_body = 18,
+                bad_length_long = 18, broken_chunked = 56, close = 52 }
+            for mode, rc in pairs(expect) do
+                f:fault("/me", { mode = mode })
+                assert.equal(rc, (curl(url)), mode)
+            end
+        end)
+
+        it("fin_mid_body: the same half body, closed with a FIN", function()
+            f:fault("/me", { mode = "fin_mid_body" })
+            local head, body = split(raw_get("/me?access_token=" .. token))
+            assert.equal('{"id":"17841405793187219"', body)
+            assert.equal("50", head:match("Content%-Length: (%d+)"))
         end)
 
         it("bad_length_long / bad_length_short: wrong Content-Length, then close", function()

@@ -2,6 +2,7 @@
 -- (SECURITY.md §4). Transport faults that break HTTP framing write raw bytes
 -- on the downstream socket and then drop the connection.
 local resp = require "resp"
+local rst = require "rst"
 
 local M = {}
 
@@ -48,14 +49,24 @@ local function status_response(spec)
     return with_headers({ status = spec.status, headers = headers, body = body }, spec.headers)
 end
 
--- Raw response bytes, then the connection is closed without lingering.
-local function raw(status, headers, body)
+local function head_bytes(status, headers)
     local lines = { string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status") }
     for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. tostring(v) end
     lines[#lines + 1] = "Connection: close"
+    return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+-- Writes `bytes` on the raw downstream socket, then drops the connection:
+-- with a FIN, or with `reset` a RST (after a pause that lets the client
+-- read what was sent; a RST discards data the peer has not read yet).
+local function raw(bytes, reset)
     local sock, err = ngx.req.socket(true)
     if not sock then error("raw downstream socket: " .. tostring(err)) end
-    sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. body)
+    if bytes ~= "" then sock:send(bytes) end
+    if reset then
+        if bytes ~= "" then ngx.sleep(0.05) end
+        rst.arm()
+    end
     return ngx.exit(444)
 end
 
@@ -104,25 +115,45 @@ function MODES.trickle(spec, make)
     end
 end
 
-function MODES.reset_mid_body(spec, make)
+function MODES.reset()
+    return raw("", true)
+end
+
+function MODES.reset_mid_headers(spec, make)
     local r = make()
     local h = framing_headers(r, spec)
     h["Content-Length"] = #r.body
-    return raw(r.status, h, r.body:sub(1, math.floor(#r.body / 2)))
+    local bytes = head_bytes(r.status, h)
+    return raw(bytes:sub(1, math.floor(#bytes / 2)), true)
+end
+
+local function half_body(spec, make, reset)
+    local r = make()
+    local h = framing_headers(r, spec)
+    h["Content-Length"] = #r.body
+    return raw(head_bytes(r.status, h) .. r.body:sub(1, math.floor(#r.body / 2)), reset)
+end
+
+function MODES.reset_mid_body(spec, make)
+    return half_body(spec, make, true)
+end
+
+function MODES.fin_mid_body(spec, make)
+    return half_body(spec, make, false)
 end
 
 function MODES.bad_length_long(spec, make)
     local r = make()
     local h = framing_headers(r, spec)
     h["Content-Length"] = #r.body + (spec.extra or 100)
-    return raw(r.status, h, r.body)
+    return raw(head_bytes(r.status, h) .. r.body)
 end
 
 function MODES.bad_length_short(spec, make)
     local r = make()
     local h = framing_headers(r, spec)
     h["Content-Length"] = math.max(0, #r.body - (spec.extra or math.floor(#r.body / 2)))
-    return raw(r.status, h, r.body)
+    return raw(head_bytes(r.status, h) .. r.body)
 end
 
 function MODES.broken_chunked(spec, make)
@@ -130,7 +161,7 @@ function MODES.broken_chunked(spec, make)
     local h = framing_headers(r, spec)
     h["Transfer-Encoding"] = "chunked"
     local first = r.body:sub(1, 8)
-    return raw(r.status, h, string.format("%x\r\n%s\r\nzz\r\nnot a chunk\r\n", #first, first))
+    return raw(head_bytes(r.status, h) .. string.format("%x\r\n%s\r\nzz\r\nnot a chunk\r\n", #first, first))
 end
 
 function MODES.html_500(spec, _, req)
