@@ -1,0 +1,578 @@
+-- The OpenResty transport: HTTP/1.1 over ngx.socket.tcp cosockets, so a request handler never blocks
+-- the nginx worker (libcurl would). Same interface as the other transports (instagram.transport):
+--   t:request(req) -> res | nil, kind, message
+--   t:request_many(reqs, concurrency) -> { res | {error = kind, message = msg}, ... }
+--   t:close()
+-- req = {method, url, headers, body, timeout, connect_timeout};
+-- res = {status, headers (lower-case names, repeated joined with ", "), body, reused}.
+-- kinds: network, timeout, tls, response. Misuse (a bad request table, CR/LF/NUL in the URL or a
+-- header) raises, as the C core does.
+--
+-- Operator notes (see also examples/openresty/nginx.conf):
+-- * Works in the phases that allow cosockets: rewrite, access, content, ngx.timer, ssl_certificate,
+--   ssl_session_fetch, ssl_client_hello. Not in init/init_worker/set/log/header_filter/body_filter.
+-- * TLS is always verified (sslhandshake(nil, host, true)) against `lua_ssl_trusted_certificate`,
+--   which nginx has no default for: set it (e.g. /etc/ssl/certs/ca-certificates.crt) and set
+--   `lua_ssl_verify_depth 3` or more (the default 1 is too shallow for public chains). Cosockets
+--   cannot take a CA file per request, so a client `ca_file` is not read here: it must name the
+--   same bundle as lua_ssl_trusted_certificate (it is part of the connection-pool name, so
+--   clients configured with different bundles never share a connection).
+-- * Host names need the nginx `resolver` directive. IP literals connect without one, and
+--   `localhost` is connected to at 127.0.0.1 (RFC 6761, as libcurl does) while the certificate is
+--   still checked for the name "localhost". nginx checks certificate names with X509_check_host,
+--   which does not match IP SANs: https to an IP literal fails with kind "tls" (use a name).
+-- * Redirects are never followed. Connections go back to the per-worker pool
+--   (lua_socket_keepalive_timeout, lua_socket_pool_size) only after a complete, well-framed
+--   response without `Connection: close`.
+local M = {}
+
+local T = {}
+T.__index = T
+
+local MAX_HEADER_BYTES = 256 * 1024
+local MAX_HEADER_COUNT = 200
+local MAX_INTERIM = 5            -- 1xx responses skipped before the final one
+local READ_PIECE = 64 * 1024
+local MAX_STALE_RETRIES = 2      -- fresh tries after a pooled connection turned out closed
+
+local MANAGED_HEADERS = {
+  host = true, ["content-length"] = true, connection = true, ["transfer-encoding"] = true,
+  te = true, upgrade = true, expect = true,
+}
+
+local concat, floor, min = table.concat, math.floor, math.min
+
+local function ngx_api()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or not ngx.socket then
+    error("instagram.ngx: needs OpenResty (ngx.socket.tcp is not available here)", 0)
+  end
+  return ngx
+end
+
+local function now(ngx)
+  ngx.update_time()
+  return ngx.now()
+end
+
+---------------------------------------------------------------------------
+-- request checks: misuse raises with the function name
+
+local function raise(fname, index, msg)
+  if index then error(string.format("%s: request #%d: %s", fname, index, msg), 0) end
+  error(fname .. ": " .. msg, 0)
+end
+
+local function is_token(s)
+  return s ~= "" and not s:find("[^%w!#$%%&'*+%-.^_`|~]")
+end
+
+local function seconds(fname, index, v, default, what)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < 0 or v > 2147483 then
+    raise(fname, index, what .. " must be a non-negative number of seconds")
+  end
+  return v
+end
+
+-- url -> {scheme, host, port, connect_host, authority, target} or nil, message (never the query)
+local function parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil, "malformed URL (no scheme)" end
+  scheme = scheme:lower()
+  local authority, target = rest:match("^([^/?#]*)(.*)$")
+  target = target:gsub("#.*$", "")
+  if target == "" then
+    target = "/"
+  elseif target:sub(1, 1) == "?" then
+    target = "/" .. target
+  end
+  if target:find("[%z\1-\32\127]") then return nil, "malformed URL (spaces or control characters)" end
+  if authority:find("@", 1, true) then return nil, "URLs with user info are not supported" end
+  local host, port
+  if authority:sub(1, 1) == "[" then
+    local h, p = authority:match("^(%[[%x:.]+%])(.*)$")
+    host, port = h, p
+  else
+    host, port = authority:match("^([%w.%-]+)(.*)$")
+  end
+  if not host then return nil, "malformed URL (bad host)" end
+  host = host:lower()
+  local default_port = scheme == "https" and 443 or 80
+  if port == "" then
+    port = default_port
+  else
+    port = port:match("^:(%d+)$")
+    port = port and tonumber(port)
+    if not port or port < 1 or port > 65535 then return nil, "malformed URL (bad port)" end
+  end
+  local connect_host = host
+  if host == "localhost" then connect_host = "127.0.0.1" end
+  return {
+    scheme = scheme,
+    host = host,
+    port = port,
+    connect_host = connect_host,
+    authority = port == default_port and host or (host .. ":" .. port),
+    target = target,
+    ip = host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:sub(1, 1) == "[",
+  }
+end
+
+-- Validates req (raises on misuse) and builds what perform needs.
+local function prepare(self, fname, index, req)
+  if type(req) ~= "table" then raise(fname, index, "request must be a table") end
+  local method = req.method
+  if method == nil then method = "GET" end
+  if method ~= "GET" and method ~= "POST" then raise(fname, index, "method must be \"GET\" or \"POST\"") end
+  local url = req.url
+  if type(url) ~= "string" then raise(fname, index, "url must be a string") end
+  if url:find("[%z\r\n]") then raise(fname, index, "url contains CR, LF or NUL") end
+  local body = req.body
+  if body ~= nil then
+    if type(body) ~= "string" then raise(fname, index, "body must be a string") end
+    if method ~= "POST" then raise(fname, index, "body is only allowed with POST") end
+  end
+  local timeout = seconds(fname, index, req.timeout, self.opts.timeout, "timeout")
+  local connect_timeout = seconds(fname, index, req.connect_timeout, self.opts.connect_timeout,
+    "connect_timeout")
+
+  local lines, user_agent = {}, self.opts.user_agent
+  if req.headers ~= nil then
+    if type(req.headers) ~= "table" then raise(fname, index, "headers must be a table") end
+    local names = {}
+    for name in pairs(req.headers) do
+      if type(name) ~= "string" then raise(fname, index, "header names must be strings") end
+      names[#names + 1] = name
+    end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local value = req.headers[name]
+      if not is_token(name) then
+        raise(fname, index, "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)")
+      end
+      if type(value) == "number" then value = tostring(value) end
+      if type(value) ~= "string" then raise(fname, index, "header values must be strings") end
+      if value:find("[%z\r\n]") then raise(fname, index, "header value contains CR, LF or NUL") end
+      local lower = name:lower()
+      if MANAGED_HEADERS[lower] then raise(fname, index, "header " .. name .. " is set by the transport") end
+      if lower == "user-agent" then
+        user_agent = value
+      else
+        lines[#lines + 1] = name .. ": " .. value .. "\r\n"
+      end
+    end
+  end
+
+  local u, err = parse_url(url)
+  local p = {
+    method = method, body = body, timeout = timeout, connect_timeout = connect_timeout,
+    url = u, url_error = err,
+  }
+  if u then
+    if u.scheme ~= "https" and not (u.scheme == "http" and self.opts.allow_http) then
+      p.url_error = self.opts.allow_http
+        and "URL scheme not allowed: only https and http URLs are accepted"
+        or "URL scheme not allowed: only https URLs are accepted (allow_http is off)"
+    end
+    local head = {
+      method, " ", u.target, " HTTP/1.1\r\n",
+      "Host: ", u.authority, "\r\n",
+    }
+    if user_agent and user_agent ~= "" then head[#head + 1] = "User-Agent: " .. user_agent .. "\r\n" end
+    for _, line in ipairs(lines) do head[#head + 1] = line end
+    if method == "POST" then head[#head + 1] = "Content-Length: " .. #(body or "") .. "\r\n" end
+    head[#head + 1] = "Connection: keep-alive\r\n\r\n"
+    p.head = concat(head)
+    p.where = u.scheme .. "://" .. u.authority
+    p.pool = concat({ "instagram", u.scheme, u.host, u.port,
+      u.scheme == "https" and ("verify:" .. (self.opts.ca_file or "lua_ssl_trusted_certificate")) or "plain" }, "|")
+  end
+  return p
+end
+
+---------------------------------------------------------------------------
+-- one exchange on one connection
+
+local Fail = {}  -- error(setmetatable({kind, message}, Fail)) inside perform, caught there
+
+local function fail(kind, message)
+  error(setmetatable({ kind = kind, message = message }, Fail), 0)
+end
+
+local function sock_kind(err)
+  return err == "timeout" and "timeout" or "network"
+end
+
+-- A buffered reader over receiveany: every wait is bounded by the request's overall deadline.
+local Conn = {}
+Conn.__index = Conn
+
+function Conn:arm()
+  local left = self.deadline and (self.deadline - now(self.ngx)) or nil
+  if left and left <= 0 then fail("timeout", "request timed out after " .. self.timeout .. " s") end
+  local ms = left and math.max(1, floor(left * 1000)) or 0
+  local connect_ms = self.connect_ms
+  if ms > 0 and (connect_ms == 0 or connect_ms > ms) then connect_ms = ms end
+  self.sock:settimeouts(connect_ms, ms, ms)
+end
+
+function Conn:fill(what)
+  self:arm()
+  local data, err = self.sock:receiveany(READ_PIECE)
+  if not data then
+    if err == "timeout" then fail("timeout", "timed out reading the " .. what .. " from " .. self.where) end
+    if self.reused and not self.got_bytes then fail("stale", "pooled connection was closed") end
+    if err == "closed" then
+      self.closed = true
+      return false
+    end
+    fail("network", "reading the " .. what .. " from " .. self.where .. " failed: " .. tostring(err))
+  end
+  self.got_bytes = true
+  if self.pos > #self.buf then
+    self.buf, self.pos = data, 1
+  else
+    self.buf, self.pos = self.buf:sub(self.pos) .. data, 1
+  end
+  return true
+end
+
+-- a line without its "\n" (a "\r" before it is kept), at most limit bytes
+function Conn:line(limit, what)
+  while true do
+    local i = self.buf:find("\n", self.pos, true)
+    if i then
+      if i - self.pos > limit then fail("response", what .. " too long") end
+      local line = self.buf:sub(self.pos, i - 1)
+      self.pos = i + 1
+      return line
+    end
+    if #self.buf - self.pos + 1 > limit then fail("response", what .. " too long") end
+    if not self:fill(what) then
+      fail("response", "connection closed in the " .. what .. " by " .. self.where)
+    end
+  end
+end
+
+-- appends exactly n bytes to out
+function Conn:exact(n, out, what)
+  local have = #self.buf - self.pos + 1
+  if have > 0 then
+    local take = min(have, n)
+    out[#out + 1] = self.buf:sub(self.pos, self.pos + take - 1)
+    self.pos = self.pos + take
+    n = n - take
+  end
+  while n > 0 do
+    self:arm()
+    local data, err = self.sock:receiveany(min(n, READ_PIECE))
+    if not data then
+      if err == "timeout" then fail("timeout", "timed out reading the " .. what .. " from " .. self.where) end
+      if err == "closed" then self.closed = true end
+      fail(err == "closed" and "response" or "network",
+        "reading the " .. what .. " from " .. self.where .. " failed: " .. tostring(err))
+    end
+    out[#out + 1] = data
+    n = n - #data
+  end
+end
+
+-- appends everything up to the peer's close to out, at most max bytes
+function Conn:rest(out, max)
+  local total = 0
+  local have = #self.buf - self.pos + 1
+  if have > 0 then
+    out[#out + 1] = self.buf:sub(self.pos)
+    total = have
+    self.pos = #self.buf + 1
+  end
+  while true do
+    if total > max then fail("response", "response body larger than " .. max .. " bytes") end
+    self:arm()
+    local data, err = self.sock:receiveany(READ_PIECE)
+    if not data then
+      if err == "closed" then
+        self.closed = true
+        return
+      end
+      if err == "timeout" then fail("timeout", "timed out reading the body from " .. self.where) end
+      fail("network", "reading the body from " .. self.where .. " failed: " .. tostring(err))
+    end
+    out[#out + 1] = data
+    total = total + #data
+  end
+end
+
+local function has_token(value, token)
+  if not value then return false end
+  for item in value:gmatch("[^,]+") do
+    if item:match("^%s*(.-)%s*$"):lower() == token then return true end
+  end
+  return false
+end
+
+-- status line and headers of one response -> status, headers, version minor
+local function read_head(c)
+  local line = c:line(8192, "status line")
+  local major, minor, status, after = line:match("^HTTP/(%d)%.(%d) (%d%d%d)(.*)$")
+  if major ~= "1" or not (after == "" or after:find("^[ \r]")) then
+    fail("response", "malformed status line from " .. c.where)
+  end
+  local headers, count, bytes = {}, 0, #line
+  while true do
+    line = c:line(MAX_HEADER_BYTES, "response headers")
+    bytes = bytes + #line + 1
+    if bytes > MAX_HEADER_BYTES then
+      fail("response", "response headers larger than " .. MAX_HEADER_BYTES .. " bytes")
+    end
+    if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+    if line == "" then break end
+    count = count + 1
+    if count > MAX_HEADER_COUNT then fail("response", "more than " .. MAX_HEADER_COUNT .. " response headers") end
+    local name, value = line:match("^([^:]*):(.*)$")
+    if not name or not is_token(name) then fail("response", "malformed response header from " .. c.where) end
+    value = value:match("^[ \t]*(.-)[ \t]*$")
+    if value:find("[%z\r]") then fail("response", "malformed response header from " .. c.where) end
+    name = name:lower()
+    if headers[name] then
+      headers[name] = headers[name] .. ", " .. value
+    else
+      headers[name] = value
+    end
+  end
+  return tonumber(status), headers, tonumber(minor)
+end
+
+local function read_chunked(c, max, out)
+  local total = 0
+  while true do
+    local line = c:line(4096, "chunk size")
+    local hex, ext = line:match("^(%x+)(.-)\r$")
+    if not hex or not (ext == "" or ext:sub(1, 1) == ";" or ext:find("^[ \t]+;")) then
+      fail("response", "malformed chunk size from " .. c.where)
+    end
+    hex = hex:gsub("^0+", "")
+    if #hex > 8 then fail("response", "response body larger than " .. max .. " bytes") end
+    local size = hex == "" and 0 or tonumber(hex, 16)
+    if size == 0 then break end
+    total = total + size
+    if total > max then fail("response", "response body larger than " .. max .. " bytes") end
+    c:exact(size, out, "body")
+    local crlf = {}
+    c:exact(2, crlf, "body")
+    if crlf[1] .. (crlf[2] or "") ~= "\r\n" then fail("response", "malformed chunk from " .. c.where) end
+  end
+  -- trailers, then the empty line
+  local count, bytes = 0, 0
+  while true do
+    local line = c:line(MAX_HEADER_BYTES, "trailers")
+    if line == "\r" then return end
+    count, bytes = count + 1, bytes + #line
+    if line:sub(-1) ~= "\r" or not line:find("^[^:]+:") or count > MAX_HEADER_COUNT
+        or bytes > MAX_HEADER_BYTES then
+      fail("response", "malformed trailers from " .. c.where)
+    end
+  end
+end
+
+-- reads the body per RFC 9112 §6.3; returns the body and whether the framing allows reuse
+local function read_body(c, method, status, headers, max)
+  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
+    return "", true
+  end
+  local out = {}
+  local te = headers["transfer-encoding"]
+  if te then
+    local codings = {}
+    for item in te:gmatch("[^,]+") do codings[#codings + 1] = item:match("^%s*(.-)%s*$"):lower() end
+    if #codings ~= 1 or codings[1] ~= "chunked" then
+      fail("response", "unsupported transfer-encoding from " .. c.where)
+    end
+    read_chunked(c, max, out)
+    -- a message with both Transfer-Encoding and Content-Length may be a smuggling attempt
+    return concat(out), headers["content-length"] == nil
+  end
+  local cl = headers["content-length"]
+  if cl then
+    local length
+    for item in cl:gmatch("[^,]+") do
+      local v = item:match("^%s*(%d+)%s*$")
+      if not v or #v > 15 or (length and tonumber(v) ~= length) then
+        fail("response", "malformed content-length from " .. c.where)
+      end
+      length = tonumber(v)
+    end
+    if not length then fail("response", "malformed content-length from " .. c.where) end
+    if length > max then fail("response", "response body larger than " .. max .. " bytes") end
+    c:exact(length, out, "body")
+    return concat(out), true
+  end
+  c:rest(out, max)
+  local body = concat(out)
+  if #body > max then fail("response", "response body larger than " .. max .. " bytes") end
+  return body, false
+end
+
+-- one attempt: connect (or take a pooled connection), send, read. Returns res or raises a Fail.
+local function attempt(self, p, c)
+  local ngx, u = c.ngx, p.url
+  local sock = ngx.socket.tcp()
+  c.sock = sock
+  c:arm()
+  local ok, err = sock:connect(u.connect_host, u.port, { pool = p.pool })
+  if not ok then
+    if err == "timeout" then fail("timeout", "timed out connecting to " .. p.where) end
+    if type(err) == "string" and err:find("no resolver defined", 1, true) then
+      err = err .. " (add a `resolver` directive to nginx.conf)"
+    end
+    fail("network", "could not connect to " .. p.where .. ": " .. tostring(err))
+  end
+  c.reused = (sock:getreusedtimes() or 0) > 0
+  if u.scheme == "https" and not c.reused then
+    c:arm()
+    -- reused_session must stay nil, never false: in lua-resty-core 0.1.25 (Debian 12) a handshake
+    -- that completes at once but fails verification makes sslhandshake() raise ("assertion
+    -- failed") with nil, and report success with false.
+    local called, session, herr = pcall(sock.sslhandshake, sock, nil, u.host, true)
+    if not called then
+      fail("tls", "TLS handshake with " .. p.where .. " failed: certificate verification failed")
+    end
+    if not session then
+      if herr == "timeout" then fail("timeout", "timed out in the TLS handshake with " .. p.where) end
+      fail("tls", "TLS handshake with " .. p.where .. " failed: " .. tostring(herr))
+    end
+  end
+  c:arm()
+  local sent, serr = sock:send(p.body and { p.head, p.body } or p.head)
+  if not sent then
+    if c.reused and serr ~= "timeout" then fail("stale", "pooled connection was closed") end
+    fail(sock_kind(serr), "sending the request to " .. p.where .. " failed: " .. tostring(serr))
+  end
+
+  local status, headers, minor
+  for _ = 1, MAX_INTERIM + 1 do
+    status, headers, minor = read_head(c)
+    if status >= 200 or status == 101 then break end
+  end
+  if status < 200 then fail("response", "too many interim responses from " .. p.where) end
+  if status == 101 then fail("response", "unexpected protocol switch from " .. p.where) end
+
+  local body, framed = read_body(c, p.method, status, headers, self.opts.max_response_bytes)
+  local keep = framed and not c.closed and c.pos > #c.buf
+    and not has_token(headers.connection, "close")
+    and (minor >= 1 or has_token(headers.connection, "keep-alive"))
+  local reused = sock:getreusedtimes() or 0
+  if keep then
+    local kept = sock:setkeepalive()
+    if not kept then sock:close() end
+  else
+    sock:close()
+  end
+  c.sock = nil
+  return { status = status, headers = headers, body = body, reused = reused }
+end
+
+local function perform(self, p)
+  if p.url_error then return nil, "network", p.url_error end
+  local ngx = ngx_api()
+  local deadline
+  if p.timeout > 0 then deadline = now(ngx) + p.timeout end
+  local connect_s = p.connect_timeout > 0 and p.connect_timeout or p.timeout
+  if p.timeout > 0 and p.connect_timeout > 0 then connect_s = min(p.timeout, p.connect_timeout) end
+  for try = 0, MAX_STALE_RETRIES do
+    local c = setmetatable({
+      ngx = ngx, deadline = deadline, timeout = p.timeout, where = p.where,
+      connect_ms = connect_s > 0 and math.max(1, floor(connect_s * 1000)) or 0,
+      buf = "", pos = 1, got_bytes = false, closed = false,
+    }, Conn)
+    local ok, res = pcall(attempt, self, p, c)
+    if ok then return res end
+    if c.sock then c.sock:close() end
+    if getmetatable(res) ~= Fail then
+      -- a bug, not the network: keep the message (it never holds the query; p has none)
+      return nil, "network", "ngx transport failed: " .. tostring(res)
+    end
+    if res.kind ~= "stale" then return nil, res.kind, res.message end
+    if try == MAX_STALE_RETRIES then
+      return nil, "network", "connection to " .. p.where .. " closed before the response"
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- the transport object
+
+function M.new(opts)
+  opts = opts or {}
+  local o = {
+    allow_http = opts.allow_http or false,
+    ca_file = opts.ca_file,
+    user_agent = opts.user_agent,
+    timeout = opts.timeout or 10,
+    connect_timeout = opts.connect_timeout or 5,
+    max_response_bytes = opts.max_response_bytes or 8 * 1024 * 1024,
+  }
+  return setmetatable({ opts = o }, T)
+end
+
+function T:request(req)
+  local p = prepare(self, "request", nil, req)
+  return perform(self, p)
+end
+
+function T:request_many(reqs, concurrency)
+  local fname = "request_many"
+  if type(reqs) ~= "table" then raise(fname, nil, "reqs must be an array of requests") end
+  concurrency = concurrency or 8
+  if type(concurrency) ~= "number" or concurrency ~= floor(concurrency) or concurrency < 1 then
+    raise(fname, nil, "concurrency must be a positive integer")
+  end
+  local n = #reqs
+  local prepared = {}
+  for i = 1, n do prepared[i] = prepare(self, fname, i, reqs[i]) end -- all checks before any I/O
+
+  local results, next_index = {}, 1
+  local function worker()
+    while next_index <= n do
+      local i = next_index
+      next_index = i + 1
+      local res, kind, msg = perform(self, prepared[i])
+      results[i] = res or { error = kind, message = msg }
+    end
+  end
+  if n <= 1 or concurrency == 1 then
+    worker()
+    return results
+  end
+  local ngx = ngx_api()
+  local threads = {}
+  for k = 1, min(concurrency, n) do
+    local th = ngx.thread.spawn(worker)
+    if not th then break end -- cannot spawn: what is left runs below, in this thread
+    threads[k] = th
+  end
+  for _, th in ipairs(threads) do
+    local ok, err = ngx.thread.wait(th)
+    if not ok then
+      for i = 1, n do
+        if not results[i] and i < next_index then
+          results[i] = { error = "network", message = "ngx transport worker failed: " .. tostring(err) }
+        end
+      end
+    end
+  end
+  worker() -- anything left if a worker died
+  return results
+end
+
+function T.close()
+  -- connections live in nginx's per-worker pool, nothing is held here; idempotent by construction
+end
+
+T.__close = T.close
+
+M.Transport = T         -- the metatable of transports, for specs
+M._parse_url = parse_url -- for specs
+
+return M
