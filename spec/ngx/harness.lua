@@ -1,0 +1,170 @@
+-- Runs INSIDE the nginx that spec/ngx/transport_spec.lua starts (LuaJIT, real cosockets).
+-- Each handler drives the client or the "ngx" transport against the fake Instagram and answers
+-- with a JSON object that the spec checks. GET /t/<name>?<args>.
+local cjson = require "cjson.safe"
+
+local M = {}
+local cfg -- set from init_by_lua: {https, http, untrusted, wrong_host, expired, ca_file}
+
+local APP = {
+  app_id = "684477648739411",
+  app_secret = "eb8c7a1b2c3d4e5f60718293a4b5c6d7",
+  redirect_uri = "https://localhost/auth/",
+  api = "basic_display",
+}
+
+function M.configure(c)
+  cfg = c
+end
+
+-- nginx checks certificate names with X509_check_host (no IP SANs): reach the fake as "localhost"
+local function named(base)
+  return (base:gsub("^(https://)127%.0%.0%.1:", "%1localhost:"))
+end
+
+local function endpoints(base)
+  return { authorize = base .. "/oauth/authorize", token = base .. "/oauth/access_token", graph = base }
+end
+
+local function client(extra)
+  local instagram = require "instagram"
+  local conf = {}
+  for k, v in pairs(APP) do conf[k] = v end
+  conf.endpoints = endpoints(named(cfg.https))
+  conf.ca_file = cfg.ca_file
+  for k, v in pairs(extra or {}) do conf[k] = v end
+  return instagram.new(conf)
+end
+
+local function transport(extra)
+  local opts = {
+    allow_http = false, ca_file = cfg.ca_file, user_agent = "ngx-spec", timeout = 5,
+    connect_timeout = 2, max_response_bytes = 1024 * 1024,
+  }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return require("instagram.ngx").new(opts)
+end
+
+local function err_table(err)
+  if not err then return nil end
+  return {
+    kind = err.kind, message = err.message, code = err.code, status = err.status,
+    token_invalid = err.token_invalid, text = tostring(err),
+  }
+end
+
+local function res_table(res, kind, msg)
+  if not res then return { kind = kind, message = msg } end
+  return { status = res.status, headers = res.headers, body = res.body, reused = res.reused }
+end
+
+local H = {}
+
+-- the default transport inside a content handler is the cosocket one, and libcurl is never touched
+function H.detect(args)
+  local core = require "instagram.core"
+  local ngx_transport = require "instagram.ngx"
+  local ig = client({ retries = 0 })
+  local t = ig:_transport()
+  local real_session = core.session
+  core.session = function() error("libcurl session used inside nginx") end
+  local me, err = ig:me(args.token)
+  core.session = real_session
+  return {
+    phase = ngx.get_phase(),
+    is_ngx = getmetatable(t) == ngx_transport.Transport,
+    me = me, err = err_table(err),
+  }
+end
+
+-- the tutorial: authorize URL -> the fake's 302 (not followed) -> parse_callback -> exchange_code -> me
+function H.flow()
+  local ig = client()
+  local url, state = ig:authorize_url()
+  local res, kind, msg = ig:_transport():request({ method = "GET", url = url })
+  if not res then return { step = "authorize", kind = kind, message = msg } end
+  local location = res.headers.location
+  local code, cerr = ig:parse_callback(location or "", state)
+  if not code then return { step = "callback", status = res.status, err = err_table(cerr) } end
+  local token, terr = ig:exchange_code(code)
+  if not token then return { step = "exchange", err = err_table(terr) } end
+  local me, merr = ig:me(token)
+  if not me then return { step = "me", err = err_table(merr) } end
+  local wrong_state = select(2, ig:parse_callback(location, "not-the-state"))
+  return {
+    step = "done", authorize_status = res.status, location = location,
+    token_user_id = token.user_id, me = me, wrong_state = err_table(wrong_state),
+  }
+end
+
+function H.me(args)
+  local ig = client({ retries = 0, timeout = tonumber(args.timeout) or 5,
+    max_response_bytes = tonumber(args.max) })
+  local me, err = ig:me(args.token)
+  return { me = me, err = err_table(err) }
+end
+
+-- a TLS endpoint of the fake that must be refused
+function H.tls(args)
+  local base = args.which == "ip" and cfg.https or named(cfg[args.which])
+  local t = transport()
+  return res_table(t:request({ method = "GET", url = base .. "/me?access_token=SECRET-IN-QUERY" }))
+end
+
+-- raw transport requests
+function H.raw(args)
+  local t = transport({ allow_http = args.allow_http == "1", max_response_bytes = tonumber(args.max) })
+  local base = args.scheme == "http" and cfg.http or named(cfg.https)
+  local out = {}
+  for i = 1, tonumber(args.n) or 1 do
+    out[i] = res_table(t:request({ method = args.method or "GET", url = base .. (args.path or "/"),
+      body = args.body, headers = args.header and { ["X-Test"] = args.header } or nil,
+      timeout = tonumber(args.timeout) }))
+  end
+  t:close()
+  t:close()
+  return { results = out }
+end
+
+-- misuse raises, as in the C core
+function H.misuse()
+  local t = transport()
+  local base = named(cfg.https)
+  local function try(req)
+    local ok, err = pcall(t.request, t, req)
+    return { ok = ok, err = not ok and tostring(err) or nil }
+  end
+  return {
+    header_crlf = try({ method = "GET", url = base .. "/", headers = { ["X-A"] = "a\r\nInjected: 1" } }),
+    header_nul = try({ method = "GET", url = base .. "/", headers = { ["X-A"] = "a\0b" } }),
+    url_lf = try({ method = "GET", url = base .. "/\nx" }),
+    bad_name = try({ method = "GET", url = base .. "/", headers = { ["X A"] = "v" } }),
+    many = (function()
+      local ok, err = pcall(t.request_many, t, { { method = "GET", url = base .. "/" },
+        { method = "GET", url = base .. "/", headers = { A = "\r" } } }, 2)
+      return { ok = ok, err = not ok and tostring(err) or nil }
+    end)(),
+  }
+end
+
+-- ig:batch through request_many (light threads)
+function H.batch(args)
+  local ig = client({ retries = 0 })
+  local calls = {}
+  for i = 1, tonumber(args.n) or 4 do calls[i] = { "me", args.token } end
+  local results = ig:batch(calls, { concurrency = tonumber(args.concurrency) or 8 })
+  local out = {}
+  for i, r in ipairs(results) do out[i] = { ok = r.ok, value = r.value, err = err_table(r.err) } end
+  return { results = out }
+end
+
+function M.run(name)
+  local handler = H[name]
+  if not handler then return ngx.exit(404) end
+  local ok, result = pcall(handler, ngx.req.get_uri_args())
+  if not ok then result = { raised = tostring(result) } end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(result))
+end
+
+return M

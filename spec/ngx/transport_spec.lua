@@ -1,0 +1,313 @@
+-- The "ngx" (cosocket) transport inside a real nginx, against the fake Instagram.
+-- This spec starts the fake, then a second Debian nginx (lua module 0.10.23) whose handlers
+-- (spec/ngx/harness.lua) run the client there, and checks the JSON they answer with.
+local Fake = require "spec.support.fake"
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+local cjson = require "cjson"
+
+local NGINX = os.getenv("NGINX") or "nginx"
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(text))
+  f:close()
+end
+
+-- the repository this spec runs from: <root>/spec/ngx/transport_spec.lua
+local function repo_root()
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  local dir = src:match("^(.*)/spec/ngx/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd"))
+    local cwd = p:read("*l")
+    p:close()
+    dir = (dir == "." and cwd) or (cwd .. "/" .. dir)
+  end
+  return dir
+end
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+local function alive(pid)
+  local stat = pid and read_file(string.format("/proc/%d/stat", pid))
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+local CONF = [[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon on;
+master_process off;
+worker_processes 1;
+pid ${PREFIX}/nginx.pid;
+error_log ${PREFIX}/logs/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path ${PREFIX}/tmp/body;
+    proxy_temp_path ${PREFIX}/tmp/proxy;
+    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
+    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
+    scgi_temp_path ${PREFIX}/tmp/scgi;
+    lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/ngx/?.lua;;";
+    lua_package_cpath "${ROOT}/build/5.1/?.so;;";
+    lua_ssl_trusted_certificate ${CA};
+    lua_ssl_verify_depth 3;
+    lua_socket_log_errors off;
+    init_by_lua_block {
+        require("harness").configure({
+            https = "${HTTPS}", http = "${HTTP}", untrusted = "${UNTRUSTED}",
+            wrong_host = "${WRONG_HOST}", expired = "${EXPIRED}", ca_file = "${CA}",
+        })
+    }
+    server {
+        listen 127.0.0.1:${PORT};
+        location ~ ^/t/(\w+)$ {
+            content_by_lua_block { require("harness").run(ngx.var[1]) }
+        }
+    }
+}
+]]
+
+describe("ngx transport inside nginx", function()
+  local f, prefix, pid, base
+
+  local function stop_nginx()
+    if alive(pid) then
+      run(string.format("kill -TERM %d 2>/dev/null", pid))
+      local deadline = socket.gettime() + 3
+      while alive(pid) and socket.gettime() < deadline do socket.sleep(0.01) end
+      if alive(pid) then run(string.format("kill -KILL %d 2>/dev/null", pid)) end
+    end
+    pid = nil
+    if prefix then run("rm -rf " .. q(prefix)) end
+    prefix = nil
+  end
+
+  local function get(name, args)
+    local query = {}
+    for k, v in pairs(args or {}) do
+      query[#query + 1] = k .. "=" .. tostring(v):gsub("[^%w%-_.~]", function(c)
+        return string.format("%%%02X", c:byte())
+      end)
+    end
+    table.sort(query)
+    local chunks = {}
+    local ok, status = http.request({
+      url = base .. "/t/" .. name .. (#query > 0 and ("?" .. table.concat(query, "&")) or ""),
+      sink = ltn12.sink.table(chunks),
+      create = function()
+        local s = socket.tcp()
+        s:settimeout(30)
+        return s
+      end,
+    })
+    assert(ok, "harness request failed: " .. tostring(status))
+    local body = table.concat(chunks)
+    assert(status == 200, "harness /t/" .. name .. " answered " .. tostring(status) .. ": " .. body
+      .. "\n" .. (read_file(prefix .. "/logs/error.log") or ""))
+    local out = cjson.decode(body)
+    assert(out.raised == nil, "harness /t/" .. name .. " raised: " .. tostring(out.raised))
+    return out
+  end
+
+  setup(function()
+    f = Fake.start({ quiet = true })
+    local ok, err = pcall(function()
+      local root = repo_root()
+      assert(read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
+      prefix = io.popen("mktemp -d /tmp/lua-instagram-ngx.XXXXXX"):read("*l")
+      for _, sub in ipairs({ "conf", "logs", "tmp" }) do run("mkdir -p " .. q(prefix .. "/" .. sub)) end
+      run("chmod 755 " .. q(prefix))
+      local port = free_port()
+      local vars = {
+        PREFIX = prefix, ROOT = root, CA = f.ca_file, PORT = port,
+        HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
+        WRONG_HOST = f.tls.wrong_host, EXPIRED = f.tls.expired,
+      }
+      local conf = CONF:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)
+      write_file(prefix .. "/conf/nginx.conf", conf)
+      local started = run(string.format("%s -p %s -c %s -e %s >%s 2>&1", NGINX, q(prefix),
+        q(prefix .. "/conf/nginx.conf"), q(prefix .. "/logs/error.log"), q(prefix .. "/logs/startup.log")))
+      pid = tonumber(read_file(prefix .. "/nginx.pid") or "")
+      assert(started and pid, "nginx did not start: " .. (read_file(prefix .. "/logs/startup.log") or "")
+        .. (read_file(prefix .. "/logs/error.log") or ""))
+      base = "http://127.0.0.1:" .. port
+      local deadline = socket.gettime() + 5
+      repeat
+        local s = socket.tcp()
+        s:settimeout(0.2)
+        local connected = s:connect("127.0.0.1", port)
+        s:close()
+        if connected then return end
+        socket.sleep(0.01)
+      until socket.gettime() > deadline
+      error("nginx does not answer on " .. base)
+    end)
+    if not ok then
+      stop_nginx()
+      f:stop()
+      error(err, 0)
+    end
+  end)
+
+  teardown(function()
+    stop_nginx()
+    if f then f:stop() end
+  end)
+
+  before_each(function()
+    f:reset()
+  end)
+
+  it("is the default transport in a content handler, and libcurl is not used", function()
+    local token = f:issue_token("jayposiris", { kind = "short" })
+    local out = get("detect", { token = token })
+    assert.equal("content", out.phase)
+    assert.is_true(out.is_ngx)
+    assert.is_nil(out.err)
+    assert.equal("jayposiris", out.me.username)
+  end)
+
+  it("runs the whole tutorial flow and does not follow the authorize 302", function()
+    local out = get("flow")
+    assert.equal("done", out.step, cjson.encode(out))
+    assert.equal(302, out.authorize_status)
+    assert.matches("^https://localhost/auth/%?code=", out.location)
+    assert.equal("state", out.wrong_state.kind)
+    assert.is_string(out.token_user_id)
+    assert.equal(out.token_user_id, out.me.id)
+    assert.equal("jayposiris", out.me.username)
+    -- nothing went to the redirect target; the token POST carried our headers
+    local posts = f:log("/oauth/access_token")
+    assert.equal(1, #posts)
+    assert.matches("^lua%-instagram/", posts[1].headers["user-agent"])
+    assert.matches("^localhost:%d+$", posts[1].headers.host)
+    assert.equal(1, #f:log("/oauth/authorize"))
+    assert.equal(0, #f:log("/auth/"))
+  end)
+
+  it("maps an error body to kind api with code 190", function()
+    local out = get("me", { token = "IGQVJnot-a-real-token" })
+    assert.equal("api", out.err.kind)
+    assert.equal(190, out.err.code)
+    assert.is_true(out.err.token_invalid)
+  end)
+
+  it("gives kind timeout when the server is slower than the timeout", function()
+    local token = f:issue_token("jayposiris", { kind = "short" })
+    f:fault("/me", { delay = 3, times = 1 })
+    local out = get("me", { token = token, timeout = 0.5 })
+    assert.equal("timeout", out.err.kind)
+    assert.not_matches("access_token", out.err.message)
+    assert.not_matches(token, out.err.message, 1, true)
+  end)
+
+  it("gives kind response for a body above max_response_bytes, with or without a length", function()
+    local token = f:issue_token("jayposiris", { kind = "short" })
+    f:fault("/me", { mode = "oversize", bytes = 200000, times = 1 })
+    local out = get("me", { token = token, max = 10000 })
+    assert.equal("response", out.err.kind)
+    assert.matches("larger than 10000 bytes", out.err.message)
+    f:fault("/me", { mode = "oversize", bytes = 200000, length = false, times = 1 })
+    out = get("me", { token = token, max = 10000 })
+    assert.equal("response", out.err.kind)
+  end)
+
+  it("gives kind response for broken chunked framing and for a short body", function()
+    f:fault("/x", { mode = "broken_chunked" })
+    local out = get("raw", { path = "/x" })
+    assert.equal("response", out.results[1].kind)
+    assert.matches("chunk", out.results[1].message)
+    f:fault("/y", { mode = "reset_mid_body", status = 200, body = "0123456789abcdef" })
+    out = get("raw", { path = "/y" })
+    assert.equal("response", out.results[1].kind)
+  end)
+
+  it("gives kind tls for an untrusted CA, a wrong host name, an expired certificate", function()
+    for _, which in ipairs({ "untrusted", "wrong_host", "expired" }) do
+      local out = get("tls", { which = which })
+      assert.equal("tls", out.kind, which .. ": " .. cjson.encode(out))
+      assert.not_matches("SECRET", out.message)
+    end
+  end)
+
+  it("fails closed (kind tls) for https to an IP literal: nginx cannot match IP SANs", function()
+    local out = get("tls", { which = "ip" })
+    assert.equal("tls", out.kind, cjson.encode(out))
+    assert.matches("TLS handshake", out.message)
+  end)
+
+  it("refuses http:// unless allow_http, and raises on CR/LF/NUL like the C core", function()
+    local out = get("raw", { scheme = "http", path = "/__fake/ping" })
+    assert.equal("network", out.results[1].kind)
+    assert.matches("allow_http", out.results[1].message)
+    out = get("raw", { scheme = "http", path = "/__fake/ping", allow_http = "1" })
+    assert.equal(200, out.results[1].status)
+    local m = get("misuse")
+    for _, case in ipairs({ "header_crlf", "header_nul", "url_lf", "bad_name", "many" }) do
+      assert.is_false(m[case].ok, case)
+    end
+    assert.matches("CR, LF or NUL", m.header_crlf.err)
+    assert.matches("request #2", m.many.err)
+  end)
+
+  it("returns a 302 as a response and never follows it", function()
+    f:fault("/moved", { status = 302, headers = { Location = f.https .. "/elsewhere" } })
+    local out = get("raw", { path = "/moved" })
+    assert.equal(302, out.results[1].status)
+    assert.equal(f.https .. "/elsewhere", out.results[1].headers.location)
+    assert.equal(0, #f:log("/elsewhere"))
+  end)
+
+  it("reuses the connection for a second request (keep-alive)", function()
+    local out = get("raw", { path = "/__nothing", n = 3 })
+    for i = 1, 3 do assert.is_number(out.results[i].status) end
+    assert.is_true(out.results[2].reused > 0, cjson.encode(out.results))
+    assert.is_true(out.results[3].reused > out.results[2].reused)
+    local log = f:log("/__nothing")
+    assert.equal(3, #log)
+  end)
+
+  it("runs ig:batch calls concurrently on light threads", function()
+    local token = f:issue_token("jayposiris", { kind = "short" })
+    f:fault("/me", { delay = 0.3, times = 4 })
+    local out = get("batch", { token = token, n = 4 })
+    for i = 1, 4 do
+      assert.is_true(out.results[i].ok, cjson.encode(out.results[i]))
+      assert.equal("jayposiris", out.results[i].value.username)
+    end
+    local log = f:log("/me")
+    assert.equal(4, #log)
+    local first_finish = math.huge
+    for _, e in ipairs(log) do first_finish = math.min(first_finish, e.finished) end
+    for _, e in ipairs(log) do
+      assert.is_true(e.started < first_finish, "a request started only after another had finished")
+    end
+  end)
+end)
