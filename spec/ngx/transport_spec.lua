@@ -94,7 +94,7 @@ http {
 }
 ]]
 
-describe("ngx transport inside nginx", function()
+describe("ngx transport inside nginx #nginx", function()
   local f, prefix, pid, base
 
   local function stop_nginx()
