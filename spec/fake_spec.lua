@@ -525,7 +525,7 @@ describe("fake instagram server", function()
         it("ends connections the way curl tells apart: RST, FIN mid-body, no reply", function()
             local url = f.http .. "/me?access_token=" .. token
             local expect = { reset = 56, reset_mid_headers = 56, reset_mid_body = 56, fin_mid_body = 18,
-                bad_length_long = 18, broken_chunked = 56, close = 52 }
+                bad_length_long = 18, bad_length_short = 0, broken_chunked = 56, close = 52 }
             for mode, rc in pairs(expect) do
                 f:fault("/me", { mode = mode })
                 assert.equal(rc, (curl(url)), mode)
