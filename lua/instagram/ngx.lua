@@ -250,7 +250,8 @@ function Conn:line(limit, what)
     end
     if #self.buf - self.pos + 1 > limit then fail("response", what .. " too long") end
     if not self:fill(what) then
-      fail("response", "connection closed in the " .. what .. " by " .. self.where)
+      -- as libcurl (GOT_NOTHING, RECV_ERROR): a cut connection is the network, not the response
+      fail("network", "connection closed by " .. self.where .. " in the " .. what)
     end
   end
 end
@@ -269,9 +270,11 @@ function Conn:exact(n, out, what)
     local data, err = self.sock:receiveany(min(n, READ_PIECE))
     if not data then
       if err == "timeout" then fail("timeout", "timed out reading the " .. what .. " from " .. self.where) end
-      if err == "closed" then self.closed = true end
-      fail(err == "closed" and "response" or "network",
-        "reading the " .. what .. " from " .. self.where .. " failed: " .. tostring(err))
+      if err == "closed" then
+        self.closed = true
+        fail("network", "connection closed by " .. self.where .. " in the " .. what)
+      end
+      fail("network", "reading the " .. what .. " from " .. self.where .. " failed: " .. tostring(err))
     end
     out[#out + 1] = data
     n = n - #data

@@ -239,14 +239,34 @@ describe("ngx transport inside nginx #nginx", function()
     assert.equal("response", out.err.kind)
   end)
 
-  it("gives kind response for broken chunked framing and for a short body", function()
+  it("gives kind response for broken chunked framing", function()
     f:fault("/x", { mode = "broken_chunked" })
     local out = get("raw", { path = "/x" })
     assert.equal("response", out.results[1].kind)
     assert.matches("chunk", out.results[1].message)
-    f:fault("/y", { mode = "reset_mid_body", status = 200, body = "0123456789abcdef" })
-    out = get("raw", { path = "/y" })
-    assert.equal("response", out.results[1].kind)
+  end)
+
+  it("gives kind network, as libcurl does, when the connection is cut", function()
+    for _, mode in ipairs({ "close", "reset", "reset_mid_headers", "reset_mid_body", "fin_mid_body",
+                            "bad_length_long" }) do
+      f:fault("/cut", { mode = mode })
+      local out = get("raw", { path = "/cut?access_token=SECRET-IN-QUERY" })
+      assert.equal("network", out.results[1].kind, mode .. ": " .. cjson.encode(out.results[1]))
+      assert.not_matches("SECRET", out.results[1].message)
+    end
+  end)
+
+  it("keeps the overall deadline while a slow server still trickles bytes", function()
+    f:fault("/slow", { mode = "trickle", interval = 0.3 })
+    local out = get("raw", { path = "/slow", timeout = 1 })
+    assert.equal("timeout", out.results[1].kind, cjson.encode(out.results[1]))
+  end)
+
+  it("reads a body cut short by its Content-Length and does not reuse that connection", function()
+    f:fault("/short", { mode = "bad_length_short" })
+    local out = get("raw", { path = "/short", n = 2 })
+    assert.is_number(out.results[1].status, cjson.encode(out.results[1]))
+    assert.equal(0, out.results[2].reused)
   end)
 
   it("gives kind tls for an untrusted CA, a wrong host name, an expired certificate", function()
