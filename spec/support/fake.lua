@@ -15,6 +15,8 @@ local Fake = {}
 Fake.__index = Fake
 
 local NGINX = os.getenv("FAKE_NGINX") or "nginx"
+-- Tools run without a sanitizer runtime a spec run may have preloaded.
+local CLEAN_ENV = "env -u LD_PRELOAD "
 local PORT_NAMES = { "http", "https", "alt", "untrusted", "wrong_host", "expired" }
 
 local function q(s)
@@ -92,7 +94,7 @@ local function certs()
     if cert_dir and read_file(cert_dir .. "/expired.pem") then return cert_dir end
     local dir = mktemp_dir("fake-certs")
     local log = dir .. "/gen-certs.log"
-    if not run(string.format("sh %s %s >%s 2>&1", q(FAKE_DIR .. "/gen-certs.sh"), q(dir), q(log))) then
+    if not run(string.format(CLEAN_ENV .. "sh %s %s >%s 2>&1", q(FAKE_DIR .. "/gen-certs.sh"), q(dir), q(log))) then
         local msg = read_file(log) or ""
         run("rm -rf " .. q(dir))
         error("fake: certificate generation failed: " .. msg, 3)
@@ -143,7 +145,7 @@ local function launch(prefix, cdir)
     })
     write_file(prefix .. "/conf/nginx.conf", conf)
     local errlog = prefix .. "/logs/error.log"
-    local started = run(string.format("%s -p %s -c %s -e %s >%s 2>&1", NGINX, q(prefix),
+    local started = run(string.format(CLEAN_ENV .. "%s -p %s -c %s -e %s >%s 2>&1", NGINX, q(prefix),
         q(prefix .. "/conf/nginx.conf"), q(errlog), q(prefix .. "/logs/startup.log")))
     if not started then
         return nil, tail(read_file(prefix .. "/logs/startup.log"), 10) .. "\n" .. tail(read_file(errlog), 10)
@@ -296,9 +298,11 @@ function Fake:clock() return self:_call("GET", "clock") end
 local function gzip_bomb(self, bytes)
     local file = string.format("%s/tmp/bomb-%d.json.gz", self.prefix, bytes)
     if not read_file(file) then
-        local ok = run(string.format(
-            "{ printf '{\"data\":\"'; head -c %d /dev/zero | tr '\\000' a; printf '\"}'; } | gzip -9 >%s",
-            math.max(0, bytes - 11), q(file)))
+        -- {"data":"aaa...a"} of `bytes` bytes, compressed
+        local script = string.format(
+            "{ printf '{\"data\":\"'; head -c %d /dev/zero | tr '\\000' a; printf '\"}'; } | gzip -9",
+            math.max(0, bytes - 11))
+        local ok = run(string.format(CLEAN_ENV .. "sh -c %s >%s", q(script), q(file)))
         if not ok then error("fake: gzip_bomb: could not make " .. file, 3) end
     end
     return file
