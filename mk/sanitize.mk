@@ -28,3 +28,29 @@ $(ASAN_CORE): $(SRCS) $(HDRS) mk/sanitize.mk
 
 test-asan: $(ASAN_CORE)
 	@tools/asan_run.sh "$(ASAN_PRELOAD)" $(BUSTED) -r asan -o utfTerminal
+
+# make test-valgrind: tools/valgrind_loop.lua (VALGRIND_CALLS iterations over the
+# success and failure paths of every core function, and the fake server's paths
+# when it starts) under valgrind with the plain build; a definite leak or any
+# memory error exits 3. libcurl/OpenSSL global state shows as "still reachable"
+# only, which is not an error (tools/valgrind.supp documents suppressions).
+VALGRIND_CALLS ?= 10000
+VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
+           --suppressions=tools/valgrind.supp
+
+.PHONY: test-valgrind soak
+
+test-valgrind: $(CORE54)
+	@scripts/ensure-deps valgrind
+	VALGRIND_CALLS=$(VALGRIND_CALLS) $(VALGRIND) lua5.4 tools/valgrind_loop.lua
+
+# make soak: tools/soak.lua, SOAK_CALLS (default 100000; CI: a few thousand) calls of
+# the public API against the fake Instagram; fails if VmRSS grows by more than
+# SOAK_MAX_GROWTH_KIB (10 MiB) between 10% and 100% of the calls. SOAK_LUA=luajit
+# runs it on the LuaJIT build.
+SOAK_CALLS ?= 100000
+SOAK_LUA   ?= lua5.4
+
+soak: build
+	SOAK_CALLS=$(SOAK_CALLS) IG_CPATH='build/$(if $(findstring luajit,$(SOAK_LUA)),5.1,5.4)/?.so' \
+	  $(SOAK_LUA) tools/soak.lua
