@@ -2,67 +2,12 @@
 -- This spec starts the fake, then a second Debian nginx (lua module 0.10.23) whose handlers
 -- (spec/ngx/harness.lua) run the client there, and checks the JSON they answer with.
 local Fake = require "spec.support.fake"
-local socket = require "socket"
-local http = require "socket.http"
-local ltn12 = require "ltn12"
+local Nginx = require "spec.ngx.nginx"
 local cjson = require "cjson"
-
-local NGINX = os.getenv("NGINX") or "nginx"
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(text))
-  f:close()
-end
-
--- the repository this spec runs from: <root>/spec/ngx/transport_spec.lua
-local function repo_root()
-  local src = debug.getinfo(1, "S").source:gsub("^@", "")
-  local dir = src:match("^(.*)/spec/ngx/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    local cwd = p:read("*l")
-    p:close()
-    dir = (dir == "." and cwd) or (cwd .. "/" .. dir)
-  end
-  return dir
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function alive(pid)
-  local stat = pid and read_file(string.format("/proc/%d/stat", pid))
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
-end
 
 local CONF = [[
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-daemon on;
-master_process off;
 worker_processes 1;
 pid ${PREFIX}/nginx.pid;
 error_log ${PREFIX}/logs/error.log warn;
@@ -95,19 +40,7 @@ http {
 ]]
 
 describe("ngx transport inside nginx #nginx", function()
-  local f, prefix, pid, base
-
-  local function stop_nginx()
-    if alive(pid) then
-      run(string.format("kill -TERM %d 2>/dev/null", pid))
-      local deadline = socket.gettime() + 3
-      while alive(pid) and socket.gettime() < deadline do socket.sleep(0.01) end
-      if alive(pid) then run(string.format("kill -KILL %d 2>/dev/null", pid)) end
-    end
-    pid = nil
-    if prefix then run("rm -rf " .. q(prefix)) end
-    prefix = nil
-  end
+  local f, server
 
   local function get(name, args)
     local query = {}
@@ -117,20 +50,9 @@ describe("ngx transport inside nginx #nginx", function()
       end)
     end
     table.sort(query)
-    local chunks = {}
-    local ok, status = http.request({
-      url = base .. "/t/" .. name .. (#query > 0 and ("?" .. table.concat(query, "&")) or ""),
-      sink = ltn12.sink.table(chunks),
-      create = function()
-        local s = socket.tcp()
-        s:settimeout(30)
-        return s
-      end,
-    })
-    assert(ok, "harness request failed: " .. tostring(status))
-    local body = table.concat(chunks)
+    local status, _, body = server:get("/t/" .. name .. (#query > 0 and ("?" .. table.concat(query, "&")) or ""))
     assert(status == 200, "harness /t/" .. name .. " answered " .. tostring(status) .. ": " .. body
-      .. "\n" .. (read_file(prefix .. "/logs/error.log") or ""))
+      .. "\n" .. server:log_tail())
     local out = cjson.decode(body)
     assert(out.raised == nil, "harness /t/" .. name .. " raised: " .. tostring(out.raised))
     return out
@@ -139,45 +61,21 @@ describe("ngx transport inside nginx #nginx", function()
   setup(function()
     f = Fake.start({ quiet = true })
     local ok, err = pcall(function()
-      local root = repo_root()
-      assert(read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      prefix = io.popen("mktemp -d /tmp/lua-instagram-ngx.XXXXXX"):read("*l")
-      for _, sub in ipairs({ "conf", "logs", "tmp" }) do run("mkdir -p " .. q(prefix .. "/" .. sub)) end
-      run("chmod 755 " .. q(prefix))
-      local port = free_port()
-      local vars = {
-        PREFIX = prefix, ROOT = root, CA = f.ca_file, PORT = port,
-        HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
+      local root = Nginx.repo_root()
+      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
+      server = Nginx.start(CONF, {
+        ROOT = root, CA = f.ca_file, HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
         WRONG_HOST = f.tls.wrong_host, EXPIRED = f.tls.expired,
-      }
-      local conf = CONF:gsub("%${([%w_]+)}", function(k) return tostring(assert(vars[k], k)) end)
-      write_file(prefix .. "/conf/nginx.conf", conf)
-      local started = run(string.format("%s -p %s -c %s -e %s >%s 2>&1", NGINX, q(prefix),
-        q(prefix .. "/conf/nginx.conf"), q(prefix .. "/logs/error.log"), q(prefix .. "/logs/startup.log")))
-      pid = tonumber(read_file(prefix .. "/nginx.pid") or "")
-      assert(started and pid, "nginx did not start: " .. (read_file(prefix .. "/logs/startup.log") or "")
-        .. (read_file(prefix .. "/logs/error.log") or ""))
-      base = "http://127.0.0.1:" .. port
-      local deadline = socket.gettime() + 5
-      repeat
-        local s = socket.tcp()
-        s:settimeout(0.2)
-        local connected = s:connect("127.0.0.1", port)
-        s:close()
-        if connected then return end
-        socket.sleep(0.01)
-      until socket.gettime() > deadline
-      error("nginx does not answer on " .. base)
+      })
     end)
     if not ok then
-      stop_nginx()
       f:stop()
       error(err, 0)
     end
   end)
 
   teardown(function()
-    stop_nginx()
+    if server then server:stop() end
     if f then f:stop() end
   end)
 
