@@ -551,8 +551,8 @@ function T:request_many(reqs, concurrency)
   local ngx = ngx_api()
   local threads = {}
   for k = 1, min(concurrency, n) do
-    local th = ngx.thread.spawn(worker)
-    if not th then break end -- cannot spawn: what is left runs below, in this thread
+    local spawned, th = pcall(ngx.thread.spawn, worker)
+    if not spawned or not th then break end -- no light threads here: the rest runs below, in this thread
     threads[k] = th
   end
   for _, th in ipairs(threads) do

@@ -228,4 +228,22 @@ describe("ngx transport inside nginx #nginx", function()
       assert.is_true(e.started < first_finish, "a request started only after another had finished")
     end
   end)
+
+  it("keeps at most `concurrency` requests in flight", function()
+    local token = f:issue_token("jayposiris", { kind = "short" })
+    f:fault("/me", { delay = 0.2, times = 5 })
+    local out = get("batch", { token = token, n = 5, concurrency = 2 })
+    for i = 1, 5 do assert.is_true(out.results[i].ok) end
+    local log = f:log("/me")
+    assert.equal(5, #log)
+    local most = 0
+    for _, e in ipairs(log) do
+      local running = 0
+      for _, o in ipairs(log) do
+        if o.started <= e.started and e.started < o.finished then running = running + 1 end
+      end
+      most = math.max(most, running)
+    end
+    assert.equal(2, most)
+  end)
 end)
