@@ -90,10 +90,13 @@ local function fields_string(fname, fields, default)
   raise(fname, "fields must be an array of strings or a comma-separated string")
 end
 
+-- IDs go into URL paths: only word characters, so no "/", ".." or "?" can steer the request
 local function id_string(fname, what, v)
   local id = json.id(v)
-  if not id then raise(fname, what .. " must be a string or an integer") end
-  return check_clean(fname, what, id)
+  if not id or not id:match("^[%w_]+$") then
+    raise(fname, what .. " must be an ID: an integer or a string of letters, digits and _")
+  end
+  return id
 end
 
 ---------------------------------------------------------------------------
