@@ -336,6 +336,16 @@ describe("core.session against a loopback server", function()
     s:close()
   end)
 
+  it("gives every POST a connection of its own (libcurl never replays it)", function()
+    local s = core.session({ allow_http = true })
+    local get = assert(s:perform({ url = base .. "/echo" })).headers["x-conn"]
+    local post1 = assert(s:perform({ method = "POST", url = base .. "/echo", body = "code=1" })).headers["x-conn"]
+    local post2 = assert(s:perform({ method = "POST", url = base .. "/echo", body = "code=2" })).headers["x-conn"]
+    assert.not_equal(get, post1)
+    assert.not_equal(post1, post2)
+    s:close()
+  end)
+
   it("does not follow redirects", function()
     local s = core.session({ allow_http = true })
     local res = assert(s:perform({ url = base .. "/redirect" }))

@@ -313,6 +313,10 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     if (req->post) {
         /* the body is a Lua string anchored for the whole batch: no copy to wipe */
         SETOPT(CURLOPT_POST, 1L);
+        /* libcurl silently re-sends a request whose reused connection died
+         * before any reply; a POST (a single-use code) must go out at most
+         * once, so it always gets a connection of its own */
+        SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
     } else {
