@@ -162,15 +162,6 @@ local FAULTS = {
 }
 
 ---------------------------------------------------------------------------
--- rows that fail on a library bug (see the final report of the issue): "fault x method" -> the bug
-
-local KNOWN = {}
-for _, m in ipairs(METHODS) do
-  KNOWN["invalid UTF-8 x " .. m.name] = "BUG: a body that is not UTF-8 is decoded and returned as a success"
-    .. " (lua-cjson does not check UTF-8; instagram.json.decode should)"
-end
-
----------------------------------------------------------------------------
 -- helpers
 
 -- every string in the error (fields, nested tables) and its tostring
@@ -357,14 +348,7 @@ describe("the fault catalogue (SECURITY.md §4)", function()
     for _, m in ipairs(METHODS) do
       rows = rows + 1
       local name = fault.name .. " x " .. m.name
-      local bug = KNOWN[name]
-      it(name, function()
-        if not bug then return run_row(fault, m) end
-        -- a known library bug: the row keeps its full assertions and is pending while they fail
-        local ok, failure = pcall(run_row, fault, m)
-        if ok then error("passes now: remove it from KNOWN (" .. bug .. ")", 0) end
-        pending(bug .. " -- " .. tostring(type(failure) == "table" and failure.message or failure))
-      end)
+      it(name, function() run_row(fault, m) end)
     end
   end
 
