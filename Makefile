@@ -24,7 +24,7 @@ all: build
 build: $(CORE54) $(CORE51)
 
 deps:
-	@scripts/ensure-deps base
+	@scripts/ensure-deps base fuzz valgrind
 
 $(CORE54): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
@@ -43,12 +43,20 @@ lint:
 test-lua54: build
 	$(BUSTED) -r lua54 -o utfTerminal
 
+# the in-nginx specs (spec/ngx, tag nginx) run nginx's own LuaJIT whatever busted runs on: once is enough
 test-luajit: build
-	$(BUSTED) -r luajit -o utfTerminal
+	$(BUSTED) -r luajit -o utfTerminal --exclude-tags=nginx
 
+# everything CI checks; the last line is busted's own summary of the LuaJIT run
+CI_VALGRIND_CALLS ?= 10000
+CI_SOAK_CALLS ?= 5000
 test: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory fuzz-short
+	@$(MAKE) --no-print-directory test-valgrind VALGRIND_CALLS=$(CI_VALGRIND_CALLS)
+	@$(MAKE) --no-print-directory soak SOAK_CALLS=$(CI_SOAK_CALLS)
+	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-lua54
 	@$(MAKE) --no-print-directory test-luajit
 
