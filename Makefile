@@ -53,6 +53,7 @@ CI_SOAK_CALLS ?= 5000
 test: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory rock-check
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory test-valgrind VALGRIND_CALLS=$(CI_VALGRIND_CALLS)
 	@$(MAKE) --no-print-directory soak SOAK_CALLS=$(CI_SOAK_CALLS)

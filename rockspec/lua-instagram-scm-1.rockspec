@@ -42,6 +42,10 @@ build = {
     ["instagram.json"] = "lua/instagram/json.lua",
     ["instagram.profiles"] = "lua/instagram/profiles.lua",
     ["instagram.transport"] = "lua/instagram/transport.lua",
+    ["instagram.ngx"] = "lua/instagram/ngx.lua",
+    ["instagram.tokens"] = "lua/instagram/tokens.lua",
+    ["instagram.media"] = "lua/instagram/media.lua",
+    ["instagram.batch"] = "lua/instagram/batch.lua",
   },
 }
 test = {
