@@ -39,7 +39,7 @@ end
 describe("ig:batch", function()
   local fake
 
-  setup(function() fake = Fake.start() end)
+  setup(function() fake = Fake.start({ quiet = true }) end)
   teardown(function() if fake then fake:stop() end end)
   before_each(function() fake:reset() end)
 

@@ -11,7 +11,7 @@ describe("the tutorial flow against the fake Instagram", function()
   local fake
 
   setup(function()
-    fake = Fake.start()
+    fake = Fake.start({ quiet = true })
   end)
 
   teardown(function()
@@ -116,6 +116,44 @@ describe("the tutorial flow against the fake Instagram", function()
         assert.same(token, cjson.decode(cjson.encode(token)))
       end)
     end
+  end)
+
+  describe("validates token responses (SECURITY.md §4.5)", function()
+    local function exchange_with(body)
+      fake:fault("/oauth/access_token", { status = 200, body = body })
+      return client():exchange_code("AQcode")
+    end
+
+    for _, case in ipairs({
+      { "no access_token", '{"user_id":1}' },
+      { "an empty access_token", '{"access_token":"","user_id":1}' },
+      { "a numeric access_token", '{"access_token":123}' },
+      { "expires_in false", '{"access_token":"t","expires_in":false}' },
+      { "expires_in an object", '{"access_token":"t","expires_in":{}}' },
+      { "expires_in zzz", '{"access_token":"t","expires_in":"zzz"}' },
+      { "expires_in negative", '{"access_token":"t","expires_in":-1}' },
+      { "expires_in fractional", '{"access_token":"t","expires_in":1.5}' },
+      { "a user_id that is not an ID", '{"access_token":"t","user_id":[1]}' },
+      { "an empty data array", '{"data":[]}' },
+    }) do
+      it("rejects " .. case[1] .. " as kind response", function()
+        local token, err = exchange_with(case[2])
+        assert.is_nil(token)
+        assert.equal("response", err.kind)
+        assert.equal(200, err.status)
+      end)
+    end
+
+    it("accepts expires_in as a numeric string, null as unknown, and ignores unknown fields", function()
+      local t = assert(exchange_with('{"access_token":"t","expires_in":"3600","token_type":"Bearer","x":{"y":1}}'))
+      assert.equal(3600, t.expires_in)
+      assert.equal(t.issued_at + 3600, t.expires_at)
+      assert.equal("Bearer", t.token_type)
+      local u = assert(exchange_with('{"access_token":"t","expires_in":null,"user_id":null}'))
+      assert.is_nil(u.expires_in)
+      assert.is_nil(u.expires_at)
+      assert.is_nil(u.user_id)
+    end)
   end)
 
   it("makes exactly one POST when the code exchange fails with a 500", function()

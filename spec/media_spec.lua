@@ -5,7 +5,7 @@ local Fake = require "spec.support.fake"
 describe("media", function()
   local fake, token
 
-  setup(function() fake = Fake.start() end)
+  setup(function() fake = Fake.start({ quiet = true }) end)
   teardown(function() if fake then fake:stop() end end)
 
   before_each(function()
@@ -119,6 +119,14 @@ describe("media", function()
     end
     assert.equal(1, calls)
     assert.equal(190, failure.code)
+  end)
+
+  it("rejects a page without a data array, with its status", function()
+    fake:fault("/me/media", { status = 200, body = '{"paging":{}}' })
+    local page, err = client():media(token)
+    assert.is_nil(page)
+    assert.equal("response", err.kind)
+    assert.equal(200, err.status)
   end)
 
   it("lists a carousel's children", function()

@@ -9,7 +9,7 @@ local DAY = 86400
 describe("long-lived tokens", function()
   local fake, now
 
-  setup(function() fake = Fake.start() end)
+  setup(function() fake = Fake.start({ quiet = true }) end)
   teardown(function() if fake then fake:stop() end end)
 
   before_each(function()

@@ -328,7 +328,8 @@ function Client:_result(res, kind, msg, secrets)
   return errors.classify(res, secrets)
 end
 
--- send(req, secrets[, retries]): one request, with retries only for idempotent GETs.
+-- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
+-- only for idempotent GETs.
 function Client:_send(req, secrets, retries)
   if req.method ~= "GET" then retries = 0 end
   retries = retries or self.retries
@@ -338,7 +339,7 @@ function Client:_send(req, secrets, retries)
   while true do
     local res, kind, msg = self:_request(req)
     local value, err = self:_result(res, kind, msg, secrets)
-    if value then return value end
+    if value then return value, res end
     if attempt >= retries or not err.transient then return nil, err end
     local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
     if err.retry_after then
@@ -387,19 +388,20 @@ function Client:_graph_request(token, path, params)
   return { method = "GET", url = self:_graph_url(path, pairs_list), headers = headers }, secrets
 end
 
+-- graph_get(token, path, params) -> decoded body, response | nil, err
 function Client:_graph_get(token, path, params)
   local req, secrets = self:_graph_request(token, path, params)
-  local value, err = self:_send(req, secrets)
-  if not value then return nil, err end
-  return json.normalize_ids(value)
+  local value, res = self:_send(req, secrets)
+  if not value then return nil, res end
+  return json.normalize_ids(value), res
 end
 
 -- A token table from any of the documented token-response shapes (INSTAGRAM.md §3.2–§3.3, §4).
-function Client:_token_from(body, secrets)
+function Client:_token_from(body, secrets, res)
   local t = body
   if type(body.data) == "table" then t = body.data[1] end
   local function bad(msg)
-    return nil, errors.new("response", "token response " .. msg, nil, secrets)
+    return nil, errors.new("response", "token response " .. msg, { status = res and res.status }, secrets)
   end
   if type(t) ~= "table" then return bad("has no token object") end
   if type(t.access_token) ~= "string" or t.access_token == "" then
@@ -572,7 +574,7 @@ function Client:exchange_code(code)
   })
   local secrets = self:_secrets(code)
   -- a code is single-use: exactly one POST, never retried
-  local value, err = self:_send({
+  local value, res = self:_send({
     method = "POST",
     url = self.endpoints.token,
     headers = {
@@ -581,8 +583,8 @@ function Client:exchange_code(code)
     },
     body = body,
   }, secrets, 0)
-  if not value then return nil, err end
-  return self:_token_from(value, secrets)
+  if not value then return nil, res end
+  return self:_token_from(value, secrets, res)
 end
 
 local function user_node(self, fname, token, path, fields)

@@ -27,10 +27,11 @@ return function(Client, h)
   end
 
   local function page_of(self, fname, token, path, params)
-    local body, err = self:_graph_get(token, path, params)
-    if not body then return nil, err end
+    local body, res = self:_graph_get(token, path, params)
+    if not body then return nil, res end
     if type(body.data) ~= "table" then
-      return nil, errors.new("response", "Graph response has no data array", nil, self:_secrets(token))
+      return nil, errors.new("response", "Graph response has no data array", { status = res.status },
+        self:_secrets(token))
     end
     contexts[body] = { token = token, path = path, params = params, fname = fname }
     return body
@@ -188,7 +189,9 @@ return function(Client, h)
       end
       query[k] = param_value(fname, k, v)
     end
-    return self:_graph_get(token, path, query)
+    local body, err = self:_graph_get(token, path, query)
+    if not body then return nil, err end
+    return body
   end
 
   function Client:usage()

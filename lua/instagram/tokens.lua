@@ -14,10 +14,9 @@ return function(Client, h)
       url = self.endpoints.graph .. path .. "?" .. core.build_query(params),
       headers = { Accept = "application/json" },
     }
-    local body, err = self:_send(req, secrets)
-    if not body then return nil, err end
-    local token
-    token, err = self:_token_from(body, secrets)
+    local body, res = self:_send(req, secrets)
+    if not body then return nil, res end
+    local token, err = self:_token_from(body, secrets, res)
     if not token then return nil, err end
     if type(previous) == "table" then
       token.user_id = token.user_id or json.id(previous.user_id)
