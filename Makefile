@@ -37,7 +37,7 @@ $(CORE51): $(SRCS) $(HDRS)
 lint:
 	luacheck -q lua spec examples bench
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem --std=c99 \
+	  --inline-suppr --suppress=missingIncludeSystem --std=c99 --force \
 	  -I/usr/include/lua5.4 src
 
 test-lua54: build

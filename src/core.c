@@ -9,5 +9,6 @@ int luaopen_instagram_core(lua_State *L)
     ig_open_crypto(L);
     ig_open_signed(L);
     ig_open_session(L);
+    ig_open_utf8(L);
     return 1;
 }

@@ -16,6 +16,7 @@ void ig_open_exactid(lua_State *L);
 void ig_open_crypto(lua_State *L);
 void ig_open_signed(lua_State *L);
 void ig_open_session(lua_State *L);
+void ig_open_utf8(lua_State *L);
 
 /* url.c. Decodes len bytes of in into out (room for len bytes is enough);
  * malformed %-sequences are copied. Returns the decoded length. */
@@ -27,6 +28,9 @@ size_t ig_url_decode(const char *in, size_t len, char *out, int plus_is_space);
  * first to size the buffer. */
 #define IG_BIG_INT_DIGITS 16
 size_t ig_quote_big_ints(const char *in, size_t len, char *out);
+
+/* utf8.c. 1 if s is well-formed UTF-8 (RFC 3629), else 0. */
+int ig_utf8_valid(const unsigned char *s, size_t len);
 
 /* crypto.c */
 #define IG_SHA256_LEN 32

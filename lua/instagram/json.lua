@@ -12,34 +12,8 @@ encoder.encode_invalid_numbers(false)
 
 local M = { null = cjson_safe.null }
 
--- RFC 8259 §8.1: JSON between systems is UTF-8, and lua-cjson does not check it. Well-formed
--- sequences only: no overlongs, no surrogates, nothing above U+10FFFF. ASCII is skipped by find.
-local function valid_utf8(s)
-  local i = s:find("[\128-\255]")
-  while i do
-    local c = s:byte(i)
-    local n
-    local lo, hi = 0x80, 0xBF
-    if c >= 0xC2 and c <= 0xDF then
-      n = 1
-    elseif c >= 0xE0 and c <= 0xEF then
-      n = 2
-      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
-    elseif c >= 0xF0 and c <= 0xF4 then
-      n = 3
-      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
-    else
-      return false
-    end
-    for k = 1, n do
-      local b = s:byte(i + k)
-      if not b or b < lo or b > hi then return false end
-      lo, hi = 0x80, 0xBF
-    end
-    i = s:find("[\128-\255]", i + n + 1)
-  end
-  return true
-end
+-- RFC 8259 §8.1: JSON between systems is UTF-8, and lua-cjson does not check it (src/utf8.c does)
+local valid_utf8 = core.valid_utf8
 M.valid_utf8 = valid_utf8
 
 function M.decode(text)
