@@ -38,6 +38,16 @@ describe("retries and request options", function()
     end
   end)
 
+  it("sleeps with the built-in sleep when the config gives none", function()
+    fake:fault("/me", { status = 500, times = 1 })
+    local ig = instagram.new({
+      app_id = APP, app_secret = SECRET, redirect_uri = "https://localhost/auth/", api = "basic_display",
+      endpoints = fake:endpoints("https"), ca_file = fake.ca_file,
+    })
+    assert(ig:me(fake:issue_token("jayposiris")))
+    assert.equal(2, #fake:log("/me"))
+  end)
+
   it("spreads the waits (jitter, not a fixed delay)", function()
     local distinct = {}
     for _ = 1, 10 do

@@ -282,8 +282,8 @@ end
 function Client:_sleep(seconds)
   local sleep = private[self].sleep
   if not sleep then
-    local ngx = rawget(_G, "ngx")
-    sleep = (type(ngx) == "table" and ngx.sleep) or core.sleep
+    -- ngx.sleep yields to the event loop, where nginx allows it; anywhere else, block
+    sleep = transport.in_cosocket_phase() and rawget(_G, "ngx").sleep or core.sleep
   end
   if sleep and seconds > 0 then sleep(seconds) end
 end

@@ -10,12 +10,15 @@ local COSOCKET_PHASES = {
   ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
 }
 
+-- true inside an nginx phase where cosockets (and ngx.sleep) may be used
 local function in_cosocket_phase()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
   local ok, phase = pcall(ngx.get_phase)
   return ok and COSOCKET_PHASES[phase] or false
 end
+
+M.in_cosocket_phase = in_cosocket_phase
 
 -- libcurl, one session made on first use
 local Curl = {}
