@@ -1,6 +1,6 @@
 -- ig:batch over libcurl's multi interface, measured on the fake's request log (never on wall time).
-local instagram = require "instagram"
 local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
 
 -- the longest chain of requests where each starts after the previous one finished:
 -- 1 for fully parallel calls, n for n sequential ones
@@ -44,11 +44,7 @@ describe("ig:batch", function()
   before_each(function() fake:reset() end)
 
   local function client()
-    return instagram.new({
-      app_id = "684477648739411", app_secret = "eb8c7a1b2c3d4e5f60718293a4b5c6d7",
-      redirect_uri = "https://localhost/auth/", api = "basic_display",
-      endpoints = fake:endpoints("https"), ca_file = fake.ca_file, retries = 0,
-    })
+    return Clients.new(fake, { retries = 0 })
   end
 
   it("runs 20 delayed calls at concurrency 8 in about 3 rounds, in call order, one bad token among them", function()

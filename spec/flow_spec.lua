@@ -5,7 +5,8 @@ local Fake = require "spec.support.fake"
 local BD_APP, IL_APP = "684477648739411", "990602627938098"
 local SECRET = "SECRET_SENTINEL_5f3a0000000000000"
 local REDIRECT = "https://localhost/auth/"
-local NONE = {} -- in client(extra): remove this key from the config
+local Clients = require "spec.support.client"
+local NONE = Clients.NONE
 
 describe("the tutorial flow against the fake Instagram", function()
   local fake
@@ -24,20 +25,8 @@ describe("the tutorial flow against the fake Instagram", function()
   end)
 
   local function client(extra, scheme)
-    local c = {
-      app_id = BD_APP,
-      app_secret = SECRET,
-      redirect_uri = REDIRECT,
-      api = "basic_display",
-      endpoints = fake:endpoints(scheme or "https"),
-      ca_file = fake.ca_file,
-      allow_http = scheme == "http" or nil,
-      sleep = function() end,
-    }
-    for k, v in pairs(extra or {}) do
-      if v == NONE then c[k] = nil else c[k] = v end
-    end
-    return instagram.new(c)
+    return Clients.new(fake, { app_secret = SECRET, endpoints = fake:endpoints(scheme or "https"),
+      allow_http = scheme == "http" or nil }, extra)
   end
 
   -- the browser's part: load the authorize URL, take the redirect

@@ -1,6 +1,6 @@
 -- Media, paging, children and plain Graph GETs against the fake Instagram.
-local instagram = require "instagram"
 local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
 
 describe("media", function()
   local fake, token
@@ -14,13 +14,7 @@ describe("media", function()
   end)
 
   local function client(extra)
-    local c = {
-      app_id = "684477648739411", app_secret = "eb8c7a1b2c3d4e5f60718293a4b5c6d7",
-      redirect_uri = "https://localhost/auth/", api = "basic_display",
-      endpoints = fake:endpoints("https"), ca_file = fake.ca_file, sleep = function() end,
-    }
-    for k, v in pairs(extra or {}) do c[k] = v end
-    return instagram.new(c)
+    return Clients.new(fake, extra)
   end
 
   local function media_requests()

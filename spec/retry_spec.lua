@@ -1,6 +1,7 @@
 -- Retry policy (backoff with full jitter, Retry-After) and the opt-in request options, against the fake.
 local instagram = require "instagram"
 local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
 
 local APP, SECRET = "684477648739411", "eb8c7a1b2c3d4e5f60718293a4b5c6d7"
 
@@ -15,13 +16,7 @@ describe("retries and request options", function()
   end)
 
   local function client(extra)
-    local c = {
-      app_id = APP, app_secret = SECRET, redirect_uri = "https://localhost/auth/", api = "basic_display",
-      endpoints = fake:endpoints("https"), ca_file = fake.ca_file,
-      sleep = function(s) sleeps[#sleeps + 1] = s end,
-    }
-    for k, v in pairs(extra or {}) do c[k] = v end
-    return instagram.new(c)
+    return Clients.new(fake, { sleep = function(s) sleeps[#sleeps + 1] = s end }, extra)
   end
 
   it("backs off with full jitter: each wait is within [0, 0.5 * 2^attempt]", function()
@@ -40,10 +35,7 @@ describe("retries and request options", function()
 
   it("sleeps with the built-in sleep when the config gives none", function()
     fake:fault("/me", { status = 500, times = 1 })
-    local ig = instagram.new({
-      app_id = APP, app_secret = SECRET, redirect_uri = "https://localhost/auth/", api = "basic_display",
-      endpoints = fake:endpoints("https"), ca_file = fake.ca_file,
-    })
+    local ig = client({ sleep = Clients.NONE })
     assert(ig:me(fake:issue_token("jayposiris")))
     assert.equal(2, #fake:log("/me"))
   end)

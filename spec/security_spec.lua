@@ -1,6 +1,7 @@
 -- Secure by default, proved: TLS, https only, no redirects, no injection, and no secret in any error.
 local instagram = require "instagram"
 local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
 
 local APP = "684477648739411"
 local SECRET = "SECRET_SENTINEL_5f3a9e"
@@ -18,13 +19,7 @@ describe("security", function()
   end)
 
   local function client(extra)
-    local c = {
-      app_id = APP, app_secret = SECRET, redirect_uri = "https://localhost/auth/", api = "basic_display",
-      endpoints = fake:endpoints("https"), ca_file = fake.ca_file, sleep = function() end,
-      timeout = 2, connect_timeout = 2,
-    }
-    for k, v in pairs(extra or {}) do c[k] = v end
-    return instagram.new(c)
+    return Clients.new(fake, { app_secret = SECRET, timeout = 2, connect_timeout = 2 }, extra)
   end
 
   local function on(base)

@@ -1,9 +1,9 @@
 -- Long-lived tokens and their refresh, against the fake Instagram and its movable clock.
-local instagram = require "instagram"
 local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
 local cjson = require "cjson"
 
-local APP, SECRET = "684477648739411", "eb8c7a1b2c3d4e5f60718293a4b5c6d7"
+local SECRET = "eb8c7a1b2c3d4e5f60718293a4b5c6d7" -- the fake's basic_display app
 local DAY = 86400
 
 describe("long-lived tokens", function()
@@ -18,13 +18,7 @@ describe("long-lived tokens", function()
   end)
 
   local function client(extra)
-    local c = {
-      app_id = APP, app_secret = SECRET, redirect_uri = "https://localhost/auth/", api = "basic_display",
-      endpoints = fake:endpoints("https"), ca_file = fake.ca_file,
-      clock = function() return now end, sleep = function() end,
-    }
-    for k, v in pairs(extra or {}) do c[k] = v end
-    return instagram.new(c)
+    return Clients.new(fake, { clock = function() return now end }, extra)
   end
 
   -- a token table as the application would have stored it, `age` seconds ago
