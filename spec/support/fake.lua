@@ -1,199 +1,67 @@
 -- Fake Instagram server for the specs and `make demo`: starts Debian's nginx
--- with the Lua module on loopback ports, serving spec/support/fake/*.lua, and
+-- with the Lua module on loopback ports (through spec/support/nginx.lua),
+-- serving spec/support/fake/*.lua, and
 -- drives it through the /__fake/ control plane. See spec/support/README.md.
 --
 --   local Fake = require "spec.support.fake"
 --   local f = Fake.start()          -- raises on failure
 --   ... f.https, f.ca_file, f:endpoints(), f:log(), f:fault(...) ...
 --   f:stop()                        -- always, e.g. in teardown()
-local socket = require "socket"
-local http = require "socket.http"
-local ltn12 = require "ltn12"
 local cjson = require "cjson"
+local Nginx = require "spec.support.nginx"
 
 local Fake = {}
 Fake.__index = Fake
 
 local NGINX = os.getenv("FAKE_NGINX") or "nginx"
--- Tools run without a sanitizer runtime a spec run may have preloaded.
-local CLEAN_ENV = "env -u LD_PRELOAD "
 local PORT_NAMES = { "http", "https", "alt", "untrusted", "wrong_host", "expired" }
-
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- os.execute's result as a boolean under Lua 5.1/LuaJIT and 5.2+.
-local function run(cmd)
-    local a, _, c = os.execute(cmd)
-    if type(a) == "number" then return a == 0 end
-    return a == true and (c == nil or c == 0)
-end
-
-local function capture(cmd)
-    local p = assert(io.popen(cmd, "r"))
-    local out = p:read("*a")
-    p:close()
-    return (out:gsub("%s+$", ""))
-end
-
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local text = f:read("*a")
-    f:close()
-    return text
-end
-
-local function write_file(path, text)
-    local f = assert(io.open(path, "wb"))
-    assert(f:write(text))
-    f:close()
-end
-
-local function tail(text, lines)
-    if not text or text == "" then return "" end
-    local all = {}
-    for line in text:gmatch("[^\n]+") do all[#all + 1] = line end
-    return table.concat(all, "\n", math.max(1, #all - lines + 1))
-end
-
--- Absolute directory of this file (spec/support).
-local function support_dir()
-    local src = debug.getinfo(1, "S").source:gsub("^@", "")
-    local dir = src:match("^(.*)/[^/]*$") or "."
-    if dir:sub(1, 1) ~= "/" then dir = capture("pwd") .. "/" .. dir end
-    dir = dir:gsub("/%./", "/"):gsub("/%.$", "")
-    return dir
-end
-
-local SUPPORT = support_dir()
-local FAKE_DIR = SUPPORT .. "/fake"
-
--- Kills `pid` and removes `dir` once this Lua process is gone, so a crashed
--- or aborted spec run leaves no nginx behind. Exits quietly when `dir`
--- disappears first (f:stop did the work). $PPID is this Lua process.
-local function watchdog(dir, pid)
-    local kill = pid and string.format("kill -TERM %d 2>/dev/null; sleep 1; kill -KILL %d 2>/dev/null; ",
-        pid, pid) or ""
-    run(string.format(
-        "lua_pid=$PPID; (trap '' HUP INT; while kill -0 $lua_pid 2>/dev/null; do [ -d %s ] || exit 0; "
-            .. "sleep 1; done; %srm -rf %s) </dev/null >/dev/null 2>&1 &",
-        q(dir), kill, q(dir)))
-end
-
-local function mktemp_dir(tag)
-    local dir = capture("mktemp -d /tmp/lua-instagram-" .. tag .. ".XXXXXX")
-    if dir == "" then error("fake: mktemp -d failed", 3) end
-    return dir
-end
+local FAKE_DIR = Nginx.SUPPORT_DIR .. "/fake"
+local q, run, read_file, tail = Nginx.q, Nginx.run, Nginx.read_file, Nginx.tail
 
 -- TLS material is made once per Lua process (about 0.2 s) and reused.
 local cert_dir
 local function certs()
     if cert_dir and read_file(cert_dir .. "/expired.pem") then return cert_dir end
-    local dir = mktemp_dir("fake-certs")
+    local dir = Nginx.mktemp_dir("fake-certs")
     local log = dir .. "/gen-certs.log"
-    if not run(string.format(CLEAN_ENV .. "sh %s %s >%s 2>&1", q(FAKE_DIR .. "/gen-certs.sh"), q(dir), q(log))) then
+    if not run(string.format(Nginx.CLEAN_ENV .. "sh %s %s >%s 2>&1", q(FAKE_DIR .. "/gen-certs.sh"), q(dir),
+            q(log))) then
         local msg = read_file(log) or ""
         run("rm -rf " .. q(dir))
         error("fake: certificate generation failed: " .. msg, 3)
     end
     os.remove(log)
-    watchdog(dir, nil)
+    Nginx.watchdog(dir, nil)
     cert_dir = dir
     return dir
 end
 
-local function free_ports(n)
-    local socks, ports = {}, {}
-    for i = 1, n do
-        local s = assert(socket.bind("127.0.0.1", 0))
-        local _, port = s:getsockname()
-        socks[i], ports[i] = s, tonumber(port)
-    end
-    for _, s in ipairs(socks) do s:close() end
-    return ports
-end
-
-local function render(template, vars)
-    return (template:gsub("%${([%w_]+)}", function(name)
-        local v = vars[name]
-        if v == nil then error("fake: template variable " .. name .. " unset") end
-        return tostring(v)
-    end))
-end
-
--- A zombie counts as gone: the daemonized nginx is not our child, and the
--- reaper of this container may be slow or absent.
-local function alive(pid)
-    if not pid then return false end
-    local stat = read_file(string.format("/proc/%d/stat", pid))
-    if stat then return not stat:match("^%d+ %b() Z") end
-    return run(string.format("kill -0 %d 2>/dev/null", pid))
-end
-
--- Starts nginx once on fresh ports; nil, message on failure.
-local function launch(prefix, cdir)
-    local ports = free_ports(#PORT_NAMES)
-    local p = {}
-    for i, name in ipairs(PORT_NAMES) do p[name] = ports[i] end
-    local conf = render(assert(read_file(FAKE_DIR .. "/nginx.conf")), {
-        PREFIX = prefix, FAKE_DIR = FAKE_DIR, CERT_DIR = cdir,
-        HTTP_PORT = p.http, HTTPS_PORT = p.https, ALT_PORT = p.alt,
-        UNTRUSTED_PORT = p.untrusted, WRONG_HOST_PORT = p.wrong_host, EXPIRED_PORT = p.expired,
-    })
-    write_file(prefix .. "/conf/nginx.conf", conf)
-    local errlog = prefix .. "/logs/error.log"
-    local started = run(string.format(CLEAN_ENV .. "%s -p %s -c %s -e %s >%s 2>&1", NGINX, q(prefix),
-        q(prefix .. "/conf/nginx.conf"), q(errlog), q(prefix .. "/logs/startup.log")))
-    if not started then
-        return nil, tail(read_file(prefix .. "/logs/startup.log"), 10) .. "\n" .. tail(read_file(errlog), 10)
-    end
-    return p
-end
-
+-- A control-plane request: status, body or nil, message.
 local function request(method, url, payload, timeout)
-    local chunks = {}
-    local headers
-    if payload then
-        headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#payload) }
-    end
-    local ok, status = http.request({
-        url = url, method = method, headers = headers,
-        source = payload and ltn12.source.string(payload) or nil,
-        sink = ltn12.sink.table(chunks),
-        create = function()
-            local s = socket.tcp()
-            s:settimeout(timeout or 10)
-            return s
-        end,
-    })
-    if not ok then return nil, status end
-    return status, table.concat(chunks)
+    local headers = payload and { ["content-type"] = "application/json" } or nil
+    local status, h, body = Nginx.http(method, url, payload, headers, timeout)
+    if not status then return nil, h end
+    return status, body
 end
 
 --- Starts a fake server. opts.quiet: don't announce the ports on stderr.
 function Fake.start(opts)
     opts = opts or {}
     local cdir = certs()
-    local prefix = mktemp_dir("fake")
-    for _, sub in ipairs({ "conf", "logs", "tmp" }) do
-        run("mkdir -p " .. q(prefix .. "/" .. sub))
-    end
-    local ports, err
-    for _ = 1, 3 do -- a port taken between probing and binding: try fresh ones
-        ports, err = launch(prefix, cdir)
-        if ports then break end
-    end
-    if not ports then
-        run("rm -rf " .. q(prefix))
-        error("fake: nginx failed to start:\n" .. tostring(err), 2)
-    end
+    local server, err = Nginx.launch(assert(read_file(FAKE_DIR .. "/nginx.conf")),
+        { FAKE_DIR = FAKE_DIR, CERT_DIR = cdir }, nil, {
+            name = "fake", ports = PORT_NAMES, nginx = NGINX,
+            ready = function(srv)
+                return request("GET", srv.base .. "/__fake/ping", nil, 1) == 200
+            end,
+        })
+    if not server then error(err, 2) end
+    local ports = server.ports
     local self = setmetatable({
-        prefix = prefix,
-        error_log = prefix .. "/logs/error.log",
-        pid = tonumber(read_file(prefix .. "/nginx.pid") or ""),
+        _nginx = server,
+        prefix = server.prefix,
+        error_log = server.error_log,
+        pid = server.pid,
         ports = ports,
         http = "http://127.0.0.1:" .. ports.http,
         https = "https://127.0.0.1:" .. ports.https,
@@ -213,18 +81,6 @@ function Fake.start(opts)
         },
         untrusted_ca_file = cdir .. "/other_ca.pem",
     }, Fake)
-    watchdog(prefix, self.pid)
-    local deadline = socket.gettime() + 5
-    while true do
-        local status = request("GET", self.http .. "/__fake/ping", nil, 1)
-        if status == 200 then break end
-        if socket.gettime() > deadline then
-            local log = tail(read_file(self.error_log), 10)
-            self:stop()
-            error("fake: nginx started but does not answer:\n" .. log, 2)
-        end
-        socket.sleep(0.01)
-    end
     if not opts.quiet then
         io.stderr:write(string.format("fake instagram: http %s https %s alt %s (CA %s)\n",
             self.http, self.https, self.alt, self.ca_file))
@@ -302,7 +158,7 @@ local function gzip_bomb(self, bytes)
         local script = string.format(
             "{ printf '{\"data\":\"'; head -c %d /dev/zero | tr '\\000' a; printf '\"}'; } | gzip -9",
             math.max(0, bytes - 11))
-        local ok = run(string.format(CLEAN_ENV .. "sh -c %s >%s", q(script), q(file)))
+        local ok = run(string.format(Nginx.CLEAN_ENV .. "sh -c %s >%s", q(script), q(file)))
         if not ok then error("fake: gzip_bomb: could not make " .. file, 3) end
     end
     return file
@@ -344,14 +200,7 @@ end
 function Fake:stop()
     if self.stopped then return end
     self.stopped = true
-    local pid = self.pid
-    if alive(pid) then
-        run(string.format("kill -TERM %d 2>/dev/null", pid))
-        local deadline = socket.gettime() + 3
-        while alive(pid) and socket.gettime() < deadline do socket.sleep(0.01) end
-        if alive(pid) then run(string.format("kill -KILL %d 2>/dev/null", pid)) end
-    end
-    run("rm -rf " .. q(self.prefix))
+    self._nginx:stop()
 end
 
 return Fake
