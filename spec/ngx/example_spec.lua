@@ -1,7 +1,7 @@
 -- examples/openresty (the login app) in a real nginx against the fake Instagram: the browser's
 -- part is played here with lua-socket, the server's part runs on cosockets inside nginx.
 local Fake = require "spec.support.fake"
-local Nginx = require "spec.ngx.nginx"
+local Nginx = require "spec.support.nginx"
 
 local APP_ID, SECRET = "684477648739411", "eb8c7a1b2c3d4e5f60718293a4b5c6d7"
 

@@ -2,7 +2,7 @@
 -- This spec starts the fake, then a second Debian nginx (lua module 0.10.23) whose handlers
 -- (spec/ngx/harness.lua) run the client there, and checks the JSON they answer with.
 local Fake = require "spec.support.fake"
-local Nginx = require "spec.ngx.nginx"
+local Nginx = require "spec.support.nginx"
 local cjson = require "cjson"
 
 local CONF = [[

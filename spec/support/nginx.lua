@@ -31,13 +31,12 @@ end
 local run = M.run
 
 -- A command's standard output without trailing whitespace.
-function M.capture(cmd)
+local function capture(cmd)
     local p = assert(io.popen(cmd, "r"))
     local out = p:read("*a")
     p:close()
     return (out:gsub("%s+$", ""))
 end
-local capture = M.capture
 
 function M.read_file(path)
     local f = io.open(path, "rb")
@@ -48,7 +47,7 @@ function M.read_file(path)
 end
 local read_file = M.read_file
 
-function M.write_file(path, text)
+local function write_file(path, text)
     local f = assert(io.open(path, "wb"))
     assert(f:write(text))
     f:close()
@@ -96,7 +95,7 @@ function M.watchdog(dir, pid)
 end
 
 -- n ports free on 127.0.0.1 (bound together, so distinct; closed before returning).
-function M.free_ports(n)
+local function free_ports(n)
     local socks, ports = {}, {}
     for i = 1, n do
         local s = assert(socket.bind("127.0.0.1", 0))
@@ -108,10 +107,10 @@ function M.free_ports(n)
 end
 
 -- ${NAME} in template from vars; raises on an unset name.
-function M.render(template, vars)
+local function render(template, vars)
     return (template:gsub("%${([%w_]+)}", function(name)
         local v = vars[name]
-        if v == nil then error("nginx: template variable " .. name .. " unset", 0) end
+        if v == nil then error("template variable ${" .. name .. "} unset", 0) end
         return tostring(v)
     end))
 end
@@ -148,7 +147,7 @@ end
 
 -- One nginx start on fresh ports; true or nil, message.
 local function launch(self, template, vars, env, opts, names)
-    local ports = M.free_ports(#names)
+    local ports = free_ports(#names)
     local all = { PREFIX = self.prefix, PORT = ports[1], LISTEN = "127.0.0.1:" .. ports[1] }
     self.ports = {}
     for i, name in ipairs(names) do
@@ -156,10 +155,10 @@ local function launch(self, template, vars, env, opts, names)
         all[name:upper() .. "_PORT"] = ports[i]
     end
     for k, v in pairs(vars or {}) do all[k] = v end
-    local ok, conf = pcall(M.render, template, all)
+    local ok, conf = pcall(render, template, all)
     if not ok then return nil, conf end
     local conf_path = self.prefix .. "/conf/nginx.conf"
-    M.write_file(conf_path, conf)
+    write_file(conf_path, conf)
     local envs = {}
     for k, v in pairs(env or {}) do envs[#envs + 1] = k .. "=" .. q(v) end
     local startup = self.prefix .. "/logs/startup.log"
