@@ -2,8 +2,7 @@
 -- spec/support/README.md documents. Plain HTTP through socket.http, HTTPS
 -- through the curl CLI.
 local Fake = require "spec.support.fake"
-local http = require "socket.http"
-local ltn12 = require "ltn12"
+local Nginx = require "spec.support.nginx"
 local socket = require "socket"
 local cjson = require "cjson"
 
@@ -13,7 +12,7 @@ local LOGIN = "990602627938098"
 local LOGIN_SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 local REDIRECT = "https://localhost/auth/"
 -- the curl CLI, without any sanitizer runtime the spec run preloads
-local CURL = "env -u LD_PRELOAD curl "
+local CURL = Nginx.CLEAN_ENV .. "curl "
 
 local function escape(s)
     return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
@@ -30,21 +29,9 @@ end
 
 -- {status, headers, body} over plain HTTP; never follows redirects.
 local function request(method, url, body, headers)
-    local chunks = {}
-    headers = headers or {}
-    if body then headers["content-length"] = tostring(#body) end
-    local ok, status, h = http.request({
-        url = url, method = method, headers = headers, redirect = false,
-        source = body and ltn12.source.string(body) or nil,
-        sink = ltn12.sink.table(chunks),
-        create = function()
-            local s = socket.tcp()
-            s:settimeout(10)
-            return s
-        end,
-    })
-    if not ok then return { err = status } end
-    return { status = status, headers = h, body = table.concat(chunks) }
+    local status, h, text = Nginx.http(method, url, body, headers, 10)
+    if not status then return { err = h } end
+    return { status = status, headers = h, body = text }
 end
 
 local function get(url, headers) return request("GET", url, nil, headers) end
