@@ -1,6 +1,7 @@
 /* The libcurl session: one multi handle per session, whose connection cache
  * keeps connections alive across perform and perform_many, and a small pool
- * of easy handles ("slots") reused for consecutive requests.
+ * of "slots" (an easy handle per transfer and its buffers) reused for
+ * consecutive requests.
  *
  * Rules kept here: no Lua API call inside a libcurl callback (callbacks only
  * append to C buffers and abort by returning 0); every C resource is owned by
@@ -165,14 +166,22 @@ static void wipe_header_list(struct curl_slist *list)
 }
 
 /* Returns the slot to idle: out of the multi, buffers and header list wiped,
- * options dropped (so libcurl holds no pointer into a Lua string). Idempotent. */
+ * easy handle freed (so libcurl holds no pointer into a Lua string). The next
+ * transfer gets a fresh handle from curl_easy_init, which reports its
+ * failures: curl_easy_reset ignores an allocation failure half way through
+ * restoring the defaults and leaves a handle that cannot receive (read
+ * buffer size 0), breaking every later request of the slot. The connections
+ * live in the multi handle, so keep-alive is not affected. Idempotent. */
 static void slot_reset(session *s, slot *sl)
 {
     if (sl->in_multi) {
         curl_multi_remove_handle(s->multi, sl->easy);
         sl->in_multi = 0;
     }
-    if (sl->easy) curl_easy_reset(sl->easy);
+    if (sl->easy) {
+        curl_easy_cleanup(sl->easy);
+        sl->easy = NULL;
+    }
     if (sl->headers) {
         wipe_header_list(sl->headers);
         sl->headers = NULL;
