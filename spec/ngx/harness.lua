@@ -158,6 +158,28 @@ function H.batch(args)
   return { results = out }
 end
 
+-- refresh_if_needed from n light threads at once, sharing one lua_shared_dict (single-flight)
+function H.refresh(args)
+  local n = tonumber(args.n) or 5
+  local now = ngx.time()
+  local age, day = 55 * 86400, 86400
+  local token = { access_token = args.token, token_type = "bearer", issued_at = now - age,
+    expires_in = 60 * day, expires_at = now - age + 60 * day }
+  local threads, out = {}, {}
+  for i = 1, n do
+    threads[i] = ngx.thread.spawn(function()
+      local ig = client({ retries = 0 })
+      local new, refreshed = ig:refresh_if_needed(token, { shared_dict = args.dict })
+      return { ok = new ~= nil, expires_at = new and new.expires_at, err = not new and err_table(refreshed) or nil }
+    end)
+  end
+  for i = 1, n do
+    local _, r = ngx.thread.wait(threads[i])
+    out[i] = r
+  end
+  return { results = out, previous_expires_at = token.expires_at }
+end
+
 function M.run(name)
   local handler = H[name]
   if not handler then return ngx.exit(404) end

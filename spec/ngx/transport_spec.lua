@@ -24,6 +24,7 @@ http {
     lua_ssl_trusted_certificate ${CA};
     lua_ssl_verify_depth 3;
     lua_socket_log_errors off;
+    lua_shared_dict ig_refresh 1m;
     init_by_lua_block {
         require("harness").configure({
             https = "${HTTPS}", http = "${HTTP}", untrusted = "${UNTRUSTED}",
@@ -245,5 +246,24 @@ describe("ngx transport inside nginx #nginx", function()
       most = math.max(most, running)
     end
     assert.equal(2, most)
+  end)
+  it("makes one refresh request for concurrent refresh_if_needed calls sharing a lua_shared_dict", function()
+    f:reset()
+    f:fault("/refresh_access_token", { delay = 0.3 })
+    local token = f:issue_token("jayposiris", { kind = "long", age = 55 * 86400 })
+    local out = get("refresh", { token = token, n = 5, dict = "ig_refresh" })
+    assert.equal(5, #out.results)
+    for i, r in ipairs(out.results) do
+      assert.is_true(r.ok, "thread " .. i .. ": " .. cjson.encode(r))
+      assert.is_true(r.expires_at > out.previous_expires_at)
+    end
+    assert.equal(1, #f:log("/refresh_access_token"))
+  end)
+
+  it("raises when opts.shared_dict names no lua_shared_dict", function()
+    local token = f:issue_token("jayposiris", { kind = "long", age = 55 * 86400 })
+    local status, _, body = server:get("/t/refresh?n=1&dict=nope&token=" .. token)
+    assert.equal(200, status)
+    assert.matches("opts.shared_dict 'nope' is not a lua_shared_dict", body)
   end)
 end)
