@@ -490,13 +490,16 @@ function Client:authorize_url(opts)
   return self.endpoints.authorize .. "?" .. core.build_query(params), state
 end
 
-local function single(fname, args, key)
+-- One callback parameter. Its value came from the browser, so nothing here raises: a bare key
+-- (ngx.req.get_uri_args() gives true) is empty, a repeated one (an array) is an error.
+local function single(args, key)
   local v = args[key]
+  if v == true then v = "" end
   if type(v) == "table" then
     return nil, errors.new("callback", "callback has more than one '" .. key .. "' parameter")
   end
   if v ~= nil and type(v) ~= "string" then
-    raise(fname, "callback argument '" .. key .. "' must be a string")
+    return nil, errors.new("callback", "callback parameter '" .. key .. "' is not a string")
   end
   if v and #v > MAX_CALLBACK_VALUE then
     return nil, errors.new("callback", "callback parameter '" .. key .. "' is too long")
@@ -526,7 +529,7 @@ function Client:parse_callback(input, expected_state)
 
   local values = {}
   for _, key in ipairs({ "code", "state", "error", "error_reason", "error_description" }) do
-    local v, err = single(fname, args, key)
+    local v, err = single(args, key)
     if err then return nil, err end
     values[key] = v
   end
