@@ -48,6 +48,7 @@ static const char *const SRC_NAME[NSRC] = {"lua", "curl", "openssl", "core"};
 
 /* exit codes of a child */
 #define EXIT_INJECTED_BASE 10 /* + source of the failed allocation: pass ok */
+#define EXIT_NOTED_BASE 20    /* + source: pass ok, with a torture.note() */
 #define EXIT_NOT_REACHED 2    /* pass ok, but fewer than n allocations happened */
 #define EXIT_SCRIPT 1         /* the script found a bad outcome */
 
@@ -57,6 +58,7 @@ static int armed;
 static long counter;  /* allocations counted while armed */
 static long fail_at;  /* the allocation to fail, 0 for none */
 static int injected = -1; /* source of the failed allocation */
+static int noted;         /* the script called torture.note() */
 static long per_source[NSRC];
 static struct {
     int pending;
@@ -213,6 +215,15 @@ static int t_count(lua_State *L)
     return 1;
 }
 
+/* torture.note(msg): an outcome that is not the core's fault (the library
+ * stays broken for new sessions too); printed, counted, its log kept */
+static int t_note(lua_State *L)
+{
+    fprintf(stderr, "torture: run %ld note: %s\n", fail_at, luaL_checkstring(L, 1));
+    noted = 1;
+    return 0;
+}
+
 static int t_target(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)fail_at);
@@ -224,6 +235,7 @@ static const luaL_Reg torture_funcs[] = {
     {"injected", t_injected},
     {"count", t_count},
     {"target", t_target},
+    {"note", t_note},
     {NULL, NULL}
 };
 
@@ -278,7 +290,7 @@ static int run_pass(const char *script, long n, int report_fd)
     } else if (n == 0) {
         rc = 0;
     } else {
-        rc = injected >= 0 ? EXIT_INJECTED_BASE + injected : EXIT_NOT_REACHED;
+        rc = injected < 0 ? EXIT_NOT_REACHED : (noted ? EXIT_NOTED_BASE : EXIT_INJECTED_BASE) + injected;
     }
     lua_close(L); /* collects every session: anything leaked shows up at exit */
     curl_global_cleanup();
@@ -301,6 +313,7 @@ typedef struct {
 } child;
 
 static const char *LOG_DIR = "build/torture/logs";
+static int show_logs; /* -n: print the run's log whatever happened */
 
 static void log_path(char *buf, size_t size, long n)
 {
@@ -362,10 +375,10 @@ static void print_log(const char *path)
 }
 
 /* Judges a finished child; returns 1 if it failed. Tallies injected sources. */
-static int judge(long n, int status, int timed_out, long *by_source, long *not_reached)
+static int judge(long n, int status, int timed_out, long *by_source, long *not_reached, long *notes)
 {
     char path[256];
-    int failed = 0, code = -1;
+    int failed = 0, code = -1, keep = 0;
     log_path(path, sizeof path, n);
     if (timed_out) {
         failed = 1;
@@ -377,6 +390,11 @@ static int judge(long n, int status, int timed_out, long *by_source, long *not_r
             (*not_reached)++;
         else if (code >= EXIT_INJECTED_BASE && code < EXIT_INJECTED_BASE + NSRC)
             by_source[code - EXIT_INJECTED_BASE]++;
+        else if (code >= EXIT_NOTED_BASE && code < EXIT_NOTED_BASE + NSRC) {
+            by_source[code - EXIT_NOTED_BASE]++;
+            (*notes)++;
+            keep = 1;
+        }
         else
             failed = 1;
     }
@@ -386,7 +404,9 @@ static int judge(long n, int status, int timed_out, long *by_source, long *not_r
                 timed_out ? "timeout, " : WIFSIGNALED(status) ? "signal " : "exit ",
                 timed_out ? 0 : WIFSIGNALED(status) ? WTERMSIG(status) : code, path);
         print_log(path);
-    } else {
+    } else if (show_logs) {
+        print_log(path);
+    } else if (!keep) {
         unlink(path);
     }
     return failed;
@@ -401,7 +421,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     const char *script;
-    long jobs = 2, shallow = 0, only = 0, k, n_runs, i, next = 0, failures = 0, not_reached = 0;
+    long jobs = 2, shallow = 0, only = 0, k, n_runs, i, next = 0, failures = 0, not_reached = 0, notes = 0;
     long by_source[NSRC] = {0, 0, 0, 0}, k_source[NSRC] = {0, 0, 0, 0};
     double timeout_s = 120;
     long *targets;
@@ -463,6 +483,7 @@ int main(int argc, char **argv)
     /* which allocations to fail */
     if (only > 0) {
         n_runs = 1;
+        show_logs = 1;
     } else if (shallow > 0 && shallow < k) {
         n_runs = shallow;
     } else {
@@ -495,7 +516,7 @@ int main(int argc, char **argv)
             long j;
             for (j = 0; j < jobs; j++) {
                 if (kids[j].pid == pid) {
-                    failures += judge(kids[j].n, status, 0, by_source, &not_reached);
+                    failures += judge(kids[j].n, status, 0, by_source, &not_reached, &notes);
                     kids[j].pid = 0;
                     running--;
                 }
@@ -506,7 +527,7 @@ int main(int argc, char **argv)
             if (kids[i].pid > 0 && elapsed(&kids[i].started) > timeout_s) {
                 kill(kids[i].pid, SIGKILL);
                 waitpid(kids[i].pid, &status, 0);
-                failures += judge(kids[i].n, status, 1, by_source, &not_reached);
+                failures += judge(kids[i].n, status, 1, by_source, &not_reached, &notes);
                 kids[i].pid = 0;
                 running--;
             }
@@ -521,8 +542,14 @@ int main(int argc, char **argv)
     fprintf(rf, "torture: failed allocations by source: lua %ld, curl %ld, openssl %ld, core %ld; "
                 "%ld runs did not reach their allocation; %.1f s\n",
             by_source[0], by_source[1], by_source[2], by_source[3], not_reached, elapsed(&t0));
-    fprintf(rf, "torture: %ld allocation sites exercised, %ld runs, %ld failures\n",
-            n_runs == k ? k : n_runs, n_runs, failures);
+    if (notes)
+        fprintf(rf, "torture: %ld runs left the library (not the session) broken for later calls; "
+                    "their logs are in %s\n", notes, LOG_DIR);
+    if (n_runs == k)
+        fprintf(rf, "torture: %ld allocation sites exercised, %ld runs, %ld failures\n", k, n_runs, failures);
+    else
+        fprintf(rf, "torture: %ld of %ld allocation sites exercised (sampled), %ld runs, %ld failures\n",
+                n_runs, k, n_runs, failures);
     free(targets);
     free(kids);
     return failures ? 1 : 0;
