@@ -58,6 +58,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-valgrind VALGRIND_CALLS=$(CI_VALGRIND_CALLS)
 	@$(MAKE) --no-print-directory soak SOAK_CALLS=$(CI_SOAK_CALLS)
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-torture
 	@$(MAKE) --no-print-directory test-lua54
 	@$(MAKE) --no-print-directory test-luajit
 
