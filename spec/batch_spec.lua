@@ -71,6 +71,12 @@ describe("ig:batch", function()
     assert.equal(8, max_in_flight(log))
     local n = rounds(log)
     assert.is_true(n >= 3 and n <= 4, "rounds: " .. n)
+    -- connections are reused across the batch: at most one per concurrent slot, not one per call
+    local connections = {}
+    for _, r in ipairs(log) do connections[r.connection] = true end
+    local count = 0
+    for _ in pairs(connections) do count = count + 1 end
+    assert.is_true(count <= 8, "connections: " .. count)
   end)
 
   it("mixes methods and keeps going past failures", function()

@@ -65,6 +65,8 @@ local function main()
         method = req.method, path = req.path, query = req.query, args = req.args,
         headers = req.headers, body = req.body, form = req.form, port = req.port,
         scheme = req.scheme, started = ngx.req.start_time(),
+        -- which TCP connection carried it, and how many requests that connection has carried
+        connection = tonumber(ngx.var.connection), connection_requests = tonumber(ngx.var.connection_requests),
     })
     return faults.respond(state.take_fault(req.path), handler(req), req)
 end
