@@ -295,10 +295,14 @@ describe("the tutorial flow against the fake Instagram", function()
       assert.equal(0, #fake:log("/oauth/access_token"))
     end)
 
-    it("response: a body over max_response_bytes", function()
+    it("response: a body over max_response_bytes, with the status that came before it", function()
       local ig = client({ max_response_bytes = 20 })
       local _, err = ig:me(fake:issue_token("jayposiris", { kind = "short" }))
       assert.equal("response", err.kind)
+      assert.equal(200, err.status)
+      local batched = ig:batch({ { "me", fake:issue_token("jayposiris") } })[1]
+      assert.equal("response", batched.err.kind)
+      assert.equal(200, batched.err.status)
     end)
 
     it("http: a redirect is returned, never followed", function()

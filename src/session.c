@@ -487,11 +487,18 @@ static void finish_request(lua_State *L, session *s, slot *sl, const prepared *r
     } else {
         char msg[MESSAGE_MAX];
         const char *kind = failure(s, sl, req, rc, msg, sizeof msg);
-        lua_createtable(L, 0, 2);
+        long status = 0;
+        curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
+        lua_createtable(L, 0, 3);
         lua_pushstring(L, kind);
         lua_setfield(L, -2, "error");
         lua_pushstring(L, msg);
         lua_setfield(L, -2, "message");
+        /* a response judged bad (over the size cap, say) had a status; a cut transfer has none */
+        if (status > 0 && strcmp(kind, "response") == 0) {
+            lua_pushinteger(L, (lua_Integer)status);
+            lua_setfield(L, -2, "status");
+        }
     }
     lua_rawseti(L, results, index);
     slot_reset(s, sl);
@@ -742,7 +749,7 @@ static session *check_session(lua_State *L, const char *fname)
 
 static void push_result_values(lua_State *L, int *nret)
 {
-    /* results[1] is on top: either a response or {error, message} */
+    /* results[1] is on top: either a response or {error, message[, status]} */
     lua_getfield(L, -1, "error");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -752,7 +759,8 @@ static void push_result_values(lua_State *L, int *nret)
     lua_pushnil(L);
     lua_insert(L, -2);
     lua_getfield(L, -3, "message");
-    *nret = 3;
+    lua_getfield(L, -4, "status");
+    *nret = 4;
 }
 
 static int l_perform(lua_State *L)

@@ -63,7 +63,7 @@ return function(Client, h)
       for k, w in ipairs(round) do
         local res = responses[k]
         if res and res.error then
-          step(w.index, nil, res.error, res.message)
+          step(w.index, nil, res.error, res.message, res.status)
         else
           step(w.index, res)
         end

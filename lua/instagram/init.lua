@@ -320,9 +320,10 @@ function Client:_request(req)
 end
 
 -- Turns a transport result into decoded JSON or an error object.
-function Client:_result(res, kind, msg, secrets)
+function Client:_result(res, kind, msg, status, secrets)
   if not res then
-    return nil, errors.new(kind or "network", msg or "request failed", nil, secrets)
+    return nil, errors.new(kind or "network", msg or "request failed",
+      { status = status }, secrets)
   end
   self:_record_usage(res)
   return errors.classify(res, secrets)
@@ -337,8 +338,8 @@ function Client:_send(req, secrets, retries)
   req.connect_timeout = req.connect_timeout or self.connect_timeout
   local attempt = 0
   while true do
-    local res, kind, msg = self:_request(req)
-    local value, err = self:_result(res, kind, msg, secrets)
+    local res, kind, msg, status = self:_request(req)
+    local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
     if attempt >= retries or not err.transient then return nil, err end
     local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)

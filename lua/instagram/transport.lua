@@ -1,6 +1,7 @@
 -- One transport interface over libcurl, OpenResty cosockets, or a caller's function:
---   t:request(req) -> res | nil, kind, message
---   t:request_many(reqs, concurrency) -> { res | {error = kind, message = msg}, ... }
+--   t:request(req) -> res | nil, kind, message[, status]
+--   t:request_many(reqs, concurrency) -> { res | {error = kind, message = msg[, status]}, ... }
+-- (status: for kind "response" when the status line had arrived, e.g. a body over the size cap)
 --   t:close()
 -- req = {method, url, headers, body, timeout, connect_timeout}; res = {status, headers, body}.
 local M = {}
