@@ -177,6 +177,10 @@ describe("security", function()
         return select(2, ig:me(TOKEN))
       end },
       { "unknown token", function(ig) return select(2, ig:me(TOKEN)) end },
+      { "graph echoes the token to a client without app_secret", function()
+        fake:fault("/me", { status = 400, body = '{"error":{"message":"token ' .. TOKEN .. ' is bad","code":190}}' })
+        return select(2, client({ app_secret = Clients.NONE }):me(TOKEN))
+      end },
       { "connection refused", function()
         return select(2, client({ endpoints = on("https://127.0.0.1:1"), retries = 0 }):exchange_code(CODE))
       end },

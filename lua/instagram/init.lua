@@ -262,10 +262,11 @@ Client.__gc = Client.close
 ---------------------------------------------------------------------------
 -- internals shared with the method modules (tokens, media, batch)
 
--- secrets(self, ...) -> the strings that must never appear in an error of this call
+-- secrets(self, ...) -> the strings that must never appear in an error of this call, as a
+-- dense array (a client without app_secret must not leave a hole that ends the scrub early)
 function Client:_secrets(...)
-  local p = private[self]
-  local list = { p.secret, ... }
+  local list = { private[self].secret }
+  for i = 1, select("#", ...) do list[#list + 1] = select(i, ...) end
   return list
 end
 
