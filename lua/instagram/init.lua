@@ -90,6 +90,14 @@ local function fields_string(fname, fields, default)
   raise(fname, "fields must be an array of strings or a comma-separated string")
 end
 
+-- a scope as the comma-separated wire string, from a string or an array of strings
+local function scope_string(fname, what, scope)
+  if type(scope) ~= "table" then return check_string(fname, what, scope) end
+  for i = 1, #scope do check_string(fname, what .. "[" .. i .. "]", scope[i]) end
+  if #scope == 0 then raise(fname, what .. " must not be empty") end
+  return table.concat(scope, ",")
+end
+
 -- IDs go into URL paths: only word characters, so no "/", ".." or "?" can steer the request
 local function id_string(fname, what, v)
   local id = json.id(v)
@@ -150,16 +158,7 @@ function instagram.new(config)
   if secret ~= nil then check_string(fname, "app_secret", secret) end
   local redirect_uri = check_url(fname, "redirect_uri", config.redirect_uri, allow_http)
 
-  local scope = config.scope
-  if scope == nil then
-    scope = table.concat(profile.scope, ",")
-  elseif type(scope) == "table" then
-    for i = 1, #scope do check_string(fname, "scope[" .. i .. "]", scope[i]) end
-    if #scope == 0 then raise(fname, "scope must not be empty") end
-    scope = table.concat(scope, ",")
-  else
-    check_string(fname, "scope", scope)
-  end
+  local scope = scope_string(fname, "scope", config.scope or profile.scope)
 
   local endpoints = {}
   if config.endpoints ~= nil and type(config.endpoints) ~= "table" then
@@ -448,16 +447,7 @@ function Client:authorize_url(opts)
   check_self(fname, self)
   if opts ~= nil and type(opts) ~= "table" then raise(fname, "opts must be a table") end
   opts = opts or {}
-  local scope = self.scope
-  if opts.scope ~= nil then
-    if type(opts.scope) == "table" then
-      for i = 1, #opts.scope do check_string(fname, "opts.scope[" .. i .. "]", opts.scope[i]) end
-      if #opts.scope == 0 then raise(fname, "opts.scope must not be empty") end
-      scope = table.concat(opts.scope, ",")
-    else
-      scope = check_string(fname, "opts.scope", opts.scope)
-    end
-  end
+  local scope = opts.scope == nil and self.scope or scope_string(fname, "opts.scope", opts.scope)
   local state = opts.state
   if state == nil then
     local err

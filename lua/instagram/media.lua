@@ -92,7 +92,7 @@ return function(Client, h)
     local cursors = type(paging.cursors) == "table" and paging.cursors or {}
 
     local path, params
-    local origin, next_path = nil, nil
+    local origin, next_path
     if type(next_url) == "string" then origin, next_path = split_url(next_url) end
     local graph_origin, graph_base = split_url(self.endpoints.graph)
     if origin and origin == graph_origin and next_path:sub(1, #graph_base) == graph_base then
