@@ -1,11 +1,7 @@
 -- instagram.core crypto: hmac_sha256_hex, base64url, constant_time_equal, random_state
 local core = require "instagram.core"
 
-local function raises(fname, f)
-  local ok, err = pcall(f)
-  assert.is_false(ok)
-  assert.truthy(tostring(err):find(fname, 1, true), "expected '" .. fname .. "' in: " .. tostring(err))
-end
+local function raises(fname, f) assert.error_matches(f, fname, nil, true) end
 
 describe("core.hmac_sha256_hex", function()
   it("matches known vectors", function()

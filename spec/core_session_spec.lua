@@ -113,18 +113,9 @@ while true do
 end
 ]==]
 
-local function raises(pattern, f)
-  local ok, err = pcall(f)
-  assert.is_false(ok)
-  assert.truthy(tostring(err):find(pattern, 1, true), "expected '" .. pattern .. "' in: " .. tostring(err))
-end
+local function raises(pattern, f) assert.error_matches(f, pattern, nil, true) end
 
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local function closed_port() return require("spec.support.nginx").free_ports(1)[1] end
 
 describe("core.session", function()
   it("makes a session with or without options", function()

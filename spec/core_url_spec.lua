@@ -1,11 +1,7 @@
 -- instagram.core URL functions: url_encode, url_decode, build_query, parse_query
 local core = require "instagram.core"
 
-local function raises(fname, f)
-  local ok, err = pcall(f)
-  assert.is_false(ok)
-  assert.truthy(tostring(err):find(fname, 1, true), "expected '" .. fname .. "' in: " .. tostring(err))
-end
+local function raises(fname, f) assert.error_matches(f, fname, nil, true) end
 
 local function all_bytes()
   local t = {}

@@ -197,12 +197,7 @@ local function peak_rss_kb()
 end
 
 -- a loopback port nobody listens on
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local function closed_port() return require("spec.support.nginx").free_ports(1)[1] end
 
 ---------------------------------------------------------------------------
 

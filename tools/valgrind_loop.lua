@@ -15,19 +15,8 @@ local core = require "instagram.core"
 local N = tonumber(os.getenv("VALGRIND_CALLS")) or 10000
 local FAKE_EVERY = tonumber(os.getenv("FAKE_EVERY")) or 50
 
--- a loopback port nobody listens on: bind one, note it, close it
-local function closed_port()
-  local ok, socket = pcall(require, "socket")
-  if ok then
-    local s = socket.bind("127.0.0.1", 0)
-    if s then
-      local _, port = s:getsockname()
-      s:close()
-      return port
-    end
-  end
-  return 9
-end
+-- a loopback port nobody listens on
+local function closed_port() return require("spec.support.nginx").free_ports(1)[1] end
 
 local REFUSED_URL = "http://127.0.0.1:" .. closed_port() .. "/me?access_token=SECRET"
 

@@ -94,8 +94,9 @@ function M.watchdog(dir, pid)
         q(dir), kill, q(dir)))
 end
 
--- n ports free on 127.0.0.1 (bound together, so distinct; closed before returning).
-local function free_ports(n)
+-- n ports free on 127.0.0.1 (bound together, so distinct; closed before returning):
+-- ports nothing listens on, for servers to take or for "connection refused".
+function M.free_ports(n)
     local socks, ports = {}, {}
     for i = 1, n do
         local s = assert(socket.bind("127.0.0.1", 0))
@@ -147,7 +148,7 @@ end
 
 -- One nginx start on fresh ports; true or nil, message.
 local function launch(self, template, vars, env, opts, names)
-    local ports = free_ports(#names)
+    local ports = M.free_ports(#names)
     local all = { PREFIX = self.prefix, PORT = ports[1], LISTEN = "127.0.0.1:" .. ports[1] }
     self.ports = {}
     for i, name in ipairs(names) do

@@ -5,14 +5,8 @@
 -- the pass (thousands more OpenSSL allocations). Exits with the harness's status.
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
 local Fake = require "spec.support.fake"
-local socket = require "socket"
 
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local function closed_port() return require("spec.support.nginx").free_ports(1)[1] end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
