@@ -158,6 +158,23 @@ describe("ig:parse_callback", function()
     assert.equal("The user denied your request", err.description)
   end)
 
+  it("checks the state before it reports denied; a forged error callback never shows its text", function()
+    local forged = "error=access_denied&error_reason=user_denied&error_description=Injected+text"
+    for _, input in ipairs({ "?" .. forged, "?" .. forged .. "&state=other", "?" .. forged .. "&state=" }) do
+      local code, err = ig:parse_callback(input, S)
+      assert.is_nil(code, input)
+      assert.equal("state", err.kind, input)
+      assert.not_matches("Injected", tostring(err), 1, true)
+      for _, v in pairs(err) do assert.not_matches("Injected", tostring(v), 1, true) end
+    end
+    local _, err = ig:parse_callback({ error = "access_denied", error_description = "Injected text" }, S)
+    assert.equal("state", err.kind)
+    -- with the check skipped (false), the error callback is reported as such
+    _, err = ig:parse_callback("?" .. forged, false)
+    assert.equal("denied", err.kind)
+    assert.equal("user_denied", err.reason)
+  end)
+
   it("checks the state, in every failing way", function()
     local cases = {
       { "?code=x", "state" },

@@ -526,14 +526,8 @@ function Client:parse_callback(input, expected_state)
     values[key] = v
   end
 
-  if values.error then
-    return nil, errors.new("denied", values.error_description or values.error, {
-      reason = values.error_reason,
-      description = values.error_description,
-      error = values.error,
-    }, { values.code })
-  end
-
+  -- state first, error callbacks included (RFC 6749 §4.1.2.1 returns state with errors too):
+  -- a forged error callback is a state failure, and its text never becomes a message
   if expected_state ~= false then
     local got = values.state
     if got == nil or got == "" then
@@ -542,6 +536,14 @@ function Client:parse_callback(input, expected_state)
     if not core.constant_time_equal(got, expected_state) then
       return nil, errors.new("state", "callback state does not match")
     end
+  end
+
+  if values.error then
+    return nil, errors.new("denied", values.error_description or values.error, {
+      reason = values.error_reason,
+      description = values.error_description,
+      error = values.error,
+    }, { values.code })
   end
 
   local code = values.code
