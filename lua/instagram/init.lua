@@ -408,7 +408,8 @@ function Client:_token_from(body, secrets, res)
   if type(t.access_token) ~= "string" or t.access_token == "" then
     return bad("has no access_token")
   end
-  local token = { access_token = t.access_token, issued_at = self:_now() }
+  -- whole seconds, integers under Lua 5.4 (a clock may be fractional; lua-cjson gives floats)
+  local token = { access_token = t.access_token, issued_at = json.integer(math.floor(self:_now())) }
   if t.user_id ~= nil and t.user_id ~= json.null then
     token.user_id = json.id(t.user_id)
     if not token.user_id then return bad("has an invalid user_id") end
@@ -421,8 +422,8 @@ function Client:_token_from(body, secrets, res)
         or expires_in > 2 ^ 40 then
       return bad("has an invalid expires_in")
     end
-    token.expires_in = expires_in
-    token.expires_at = token.issued_at + expires_in
+    token.expires_in = json.integer(expires_in)
+    token.expires_at = token.issued_at + token.expires_in
   end
   local perms = t.permissions
   if type(perms) == "string" then
