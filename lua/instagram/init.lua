@@ -118,11 +118,14 @@ local CONFIG_KEYS = {
   clock = true, sleep = true,
 }
 
-local function positive_number(fname, config, key, default)
+-- the longest timeout both transports honour: libcurl takes 2147483.647 s, cosockets 2147483 s
+local MAX_TIMEOUT = 2147483
+
+local function positive_seconds(fname, config, key, default)
   local v = config[key]
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    raise(fname, key .. " must be a positive number")
+  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_TIMEOUT then
+    raise(fname, key .. " must be a positive number of seconds, at most " .. MAX_TIMEOUT)
   end
   return v
 end
@@ -215,11 +218,14 @@ function instagram.new(config)
     allow_http = allow_http,
     ca_file = ca_file,
     user_agent = user_agent,
-    timeout = positive_number(fname, config, "timeout", 10),
-    connect_timeout = positive_number(fname, config, "connect_timeout", 5),
-    max_response_bytes = nonnegative_integer(fname, config, "max_response_bytes", 8 * 1024 * 1024, 2 ^ 31),
+    timeout = positive_seconds(fname, config, "timeout", 10),
+    connect_timeout = positive_seconds(fname, config, "connect_timeout", 5),
+    max_response_bytes = config.max_response_bytes or 8 * 1024 * 1024,
   }
-  if topts.max_response_bytes == 0 then raise(fname, "max_response_bytes must be positive") end
+  local max = topts.max_response_bytes
+  if type(max) ~= "number" or max ~= math.floor(max) or max < 1 or max > 2 ^ 31 then
+    raise(fname, "max_response_bytes must be an integer from 1 to " .. string.format("%d", 2 ^ 31))
+  end
 
   local self = setmetatable({
     api = profile.name,
