@@ -358,9 +358,10 @@ function Client:_send(req, secrets, retries)
   end
 end
 
--- graph_url("me/media", params) -> base/v21.0/me/media?query, every segment percent-encoded;
--- a path that already starts with a version (a paging.next link) keeps it
-function Client:_graph_url(path, params)
+-- graph_url("me/media", params[, raw_query]) -> base/v21.0/me/media?query, every segment
+-- percent-encoded; a path that already starts with a version (a paging.next link) keeps it.
+-- raw_query: an already encoded query (a paging.next link's), put before params.
+function Client:_graph_url(path, params, raw_query)
   local parts = {}
   for segment in path:gmatch("[^/]+") do
     parts[#parts + 1] = core.url_encode(segment)
@@ -370,12 +371,13 @@ function Client:_graph_url(path, params)
   end
   local url = self.endpoints.graph .. "/" .. table.concat(parts, "/")
   local query = core.build_query(params)
+  if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
   if query ~= "" then url = url .. "?" .. query end
   return url
 end
 
--- graph_request(token, path, params) -> req, secrets: the token goes where token_in says.
-function Client:_graph_request(token, path, params)
+-- graph_request(token, path, params[, raw_query]) -> req, secrets: the token goes where token_in says.
+function Client:_graph_request(token, path, params, raw_query)
   local pairs_list, headers = {}, { Accept = "application/json" }
   local keys = {}
   for k in pairs(params or {}) do keys[#keys + 1] = k end
@@ -392,12 +394,12 @@ function Client:_graph_request(token, path, params)
     pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
     secrets[#secrets + 1] = proof
   end
-  return { method = "GET", url = self:_graph_url(path, pairs_list), headers = headers }, secrets
+  return { method = "GET", url = self:_graph_url(path, pairs_list, raw_query), headers = headers }, secrets
 end
 
--- graph_get(token, path, params) -> decoded body, response | nil, err
-function Client:_graph_get(token, path, params)
-  local req, secrets = self:_graph_request(token, path, params)
+-- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
+function Client:_graph_get(token, path, params, raw_query)
+  local req, secrets = self:_graph_request(token, path, params, raw_query)
   local value, res = self:_send(req, secrets)
   if not value then return nil, res end
   return json.normalize_ids(value), res
