@@ -159,6 +159,18 @@ describe("media", function()
     assert.equal(190, failure.code)
   end)
 
+  it("skips data items that are not objects, so item == false always comes with err", function()
+    fake:fault("/me/media", { status = 200, times = 1,
+      body = '{"data":[{"id":"1"},false,null,0,"x",{"id":"2"}],"paging":{}}' })
+    local ids = {}
+    for item, err in client():each_media(token) do
+      assert.is_nil(err)
+      assert.is_table(item)
+      ids[#ids + 1] = item.id
+    end
+    assert.same({ "1", "2" }, ids)
+  end)
+
   it("rejects a page without a data array, with its status", function()
     fake:fault("/me/media", { status = 200, body = '{"paging":{}}' })
     local page, err = client():media(token)

@@ -156,7 +156,9 @@ return function(Client, h)
     return page_of(self, ctx.fname, ctx.token, path, params)
   end
 
-  -- for item, err in ig:each_media(token, opts): on failure the body sees item == false and err, once.
+  -- for item, err in ig:each_media(token, opts): on failure the body sees item == false and err (always
+  -- set), once. Items are the objects of `data`; anything else there (false, null, a number) is skipped,
+  -- so a false item can never pass for the failure signal.
   function Client:each_media(token, opts)
     local fname = "ig:each_media"
     h.check_self(fname, self)
@@ -166,7 +168,7 @@ return function(Client, h)
     local seen = {}
     local function fail(e)
       done = true
-      return false, e
+      return false, e or errors.new("response", "media listing failed")
     end
     return function()
       while not done do
@@ -177,24 +179,26 @@ return function(Client, h)
         end
         index = index + 1
         local item = page.data[index]
-        if item ~= nil then return item end
-        local paging = type(page.paging) == "table" and page.paging or {}
-        if not has_value(paging.next) then
-          done = true
-          return nil
+        if type(item) == "table" then return item end
+        if item == nil then -- the end of this page (other values in data are skipped)
+          local paging = type(page.paging) == "table" and page.paging or {}
+          if not has_value(paging.next) then
+            done = true
+            return nil
+          end
+          local cursors = type(paging.cursors) == "table" and paging.cursors or {}
+          local key = tostring(has_value(cursors.after) and cursors.after or paging.next)
+          if seen[key] then
+            return fail(errors.new("response", "pagination loop: the same cursor came back"))
+          end
+          seen[key] = true
+          pages = pages + 1
+          if pages > MAX_PAGES then
+            return fail(errors.new("response", "more than " .. MAX_PAGES .. " pages"))
+          end
+          page, err = self:next_page(page)
+          index = 0
         end
-        local cursors = type(paging.cursors) == "table" and paging.cursors or {}
-        local key = tostring(has_value(cursors.after) and cursors.after or paging.next)
-        if seen[key] then
-          return fail(errors.new("response", "pagination loop: the same cursor came back"))
-        end
-        seen[key] = true
-        pages = pages + 1
-        if pages > MAX_PAGES then
-          return fail(errors.new("response", "more than " .. MAX_PAGES .. " pages"))
-        end
-        page, err = self:next_page(page)
-        index = 0
       end
       return nil
     end
