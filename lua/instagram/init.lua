@@ -316,6 +316,7 @@ end
 -- Inside ig:batch, requests go to the batch driver, which makes them concurrently.
 local batch_coroutines = setmetatable({}, { __mode = "k" })
 local BATCH_YIELD = {}
+local BATCH_ABORT = {} -- the batch driver's answer to a call it abandons (another call raised)
 
 function Client:_request(req)
   local co = coroutine.running()
@@ -345,6 +346,7 @@ function Client:_send(req, secrets, retries)
   local attempt = 0
   while true do
     local res, kind, msg, status = self:_request(req)
+    if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
     if attempt >= retries or not err.transient then return nil, err end
@@ -666,7 +668,7 @@ end
 local helpers = {
   raise = raise, check_self = check_self, check_string = check_string, token_string = token_string,
   fields_string = fields_string, id_string = id_string,
-  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD,
+  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD, BATCH_ABORT = BATCH_ABORT,
 }
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
