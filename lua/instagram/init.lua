@@ -360,6 +360,12 @@ function Client:_send(req, secrets, retries)
   end
 end
 
+-- longest_send() -> the most seconds one _send of a GET can take: every try up to `timeout`, and
+-- the longest back-off (a retry_after above BACKOFF_CAP is not waited for) between tries
+function Client:_longest_send()
+  return (self.retries + 1) * self.timeout + self.retries * BACKOFF_CAP + 5
+end
+
 -- graph_url("me/media", params[, raw_query]) -> base/v21.0/me/media?query, every segment
 -- percent-encoded; a path that already starts with a version (a paging.next link) keeps it.
 -- raw_query: an already encoded query (a paging.next link's), put before params.
