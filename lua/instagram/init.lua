@@ -336,6 +336,17 @@ function Client:_result(res, kind, msg, status, secrets)
   return errors.classify(res, secrets)
 end
 
+-- A uniform number in [0, 1) for back-off jitter, from OpenSSL's CSPRNG: unlike math.random (which
+-- LuaJIT starts from one fixed seed), it differs in every process, so nginx workers forked from one
+-- master do not retry in lockstep
+local function jitter()
+  local bytes = core.base64url_decode(core.random_state(16) or "")
+  if not bytes or #bytes < 6 then return math.random() end
+  local x = 0
+  for i = 1, 6 do x = x * 256 + bytes:byte(i) end
+  return x / 2 ^ 48
+end
+
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
 function Client:_send(req, secrets, retries)
@@ -350,7 +361,7 @@ function Client:_send(req, secrets, retries)
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
     if attempt >= retries or not err.transient then return nil, err end
-    local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
+    local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
     if err.retry_after then
       if err.retry_after > BACKOFF_CAP then return nil, err end
       delay = math.max(delay, err.retry_after)
