@@ -91,6 +91,14 @@ describe("instagram.singleflight", function()
     assert.is_true(b.sleeps >= 2 / 0.05)
   end)
 
+  it("runs fn without a lock when the backend cannot take one", function()
+    local b = memory(true)
+    function b.add() return nil, "no memory" end
+    local v, second = singleflight.run(b, "k", OPTS, function() return { x = 1 }, true end)
+    assert.same({ x = 1 }, v)
+    assert.is_true(second)
+  end)
+
   it("a waiter takes over when the lock goes without a result", function()
     local b = memory(true)
     b.data.k = "holder"

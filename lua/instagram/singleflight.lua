@@ -3,7 +3,9 @@
 -- all retry against a failing server). Internal; the keeper builds its fleet-wide locks on this.
 --
 -- A backend keeps locks and results (strings) under keys:
---   backend:add(key, value, ttl) -> true, or false when the key exists (set only if absent)
+--   backend:add(key, value, ttl) -> true, false when the key exists (set only if absent), or nil, msg
+--                                   when the backend cannot take it (then fn runs without a lock:
+--                                   a store that cannot lock must not stop the work)
 --   backend:get(key)             -> value or nil
 --   backend:set(key, value, ttl)
 --   backend:release(key, owner)  -> deletes key only while it still holds owner
@@ -25,7 +27,12 @@ end
 -- A backend on an ngx.shared dict (one nginx host, all its workers).
 function M.shared_dict(dict)
   return {
-    add = function(_, key, value, ttl) return (dict:add(key, value, ttl)) == true end,
+    add = function(_, key, value, ttl)
+      local ok, err = dict:add(key, value, ttl)
+      if ok then return true end
+      if err == "exists" then return false end
+      return nil, err
+    end,
     get = function(_, key) return dict:get(key) end,
     set = function(_, key, value, ttl) dict:set(key, value, ttl) end,
     -- a dict has no compare-and-delete: the get and the delete run without a yield between
@@ -77,7 +84,8 @@ function M.run(backend, key, opts, fn)
   local result_key = key .. ":result"
   local ttl = opts.ttl
   local what = opts.what or "the same work"
-  local owner = assert(core.random_state(16))
+  local owner, rerr = core.random_state(16)
+  if not owner then return nil, errors.new("network", "no random lock owner: " .. tostring(rerr)) end
   local polls = math.ceil(ttl / POLL) + 1
   for _ = 1, polls do
     local cached = backend:get(result_key)
@@ -85,7 +93,9 @@ function M.run(backend, key, opts, fn)
       local r = decode_result(cached)
       if r then return r[1], r[2] end
     end
-    if backend:add(key, owner, ttl) then
+    local taken = backend:add(key, owner, ttl)
+    if taken == nil then return fn() end
+    if taken then
       local r = pack(pcall(fn))
       if r[1] then
         if r[2] ~= nil then
