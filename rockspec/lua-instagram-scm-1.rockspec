@@ -47,6 +47,7 @@ build = {
     ["instagram.tokens"] = "lua/instagram/tokens.lua",
     ["instagram.media"] = "lua/instagram/media.lua",
     ["instagram.batch"] = "lua/instagram/batch.lua",
+    ["instagram.singleflight"] = "lua/instagram/singleflight.lua",
   },
 }
 test = {

@@ -30,9 +30,67 @@ function Error:__tostring()
   return string.format("instagram: %s error: %s", self.kind, self.message)
 end
 
--- Removes every secret from a message, cuts it to a sane length, and keeps it printable.
-local function scrub(message, secrets)
+local WINDOW = 12       -- a secret of LONG_SECRET+ characters: any WINDOW-character run of it is an echo
+local LONG_SECRET = 20
+local MAX_SCAN = 4096  -- longer texts are cut before the scan (the result is cut to MAX_MESSAGE anyway)
+local REDACTED = "[redacted]"
+
+local function url_encoded(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function json_escaped(s)
+  local e = json.encode(s)
+  return e and e:sub(2, -2) or s
+end
+
+-- the lower-cased WINDOW-character runs of every long secret, as sent and as echoed when encoded
+local function windows_of(secrets)
+  local set, any = {}, false
+  for _, s in ipairs(secrets) do
+    if type(s) == "string" and #s >= LONG_SECRET then
+      for _, form in ipairs({ s, url_encoded(s), json_escaped(s), (json_escaped(s):gsub("\\/", "/")) }) do
+        form = form:lower()
+        for i = 1, #form - WINDOW + 1 do
+          set[form:sub(i, i + WINDOW - 1)] = true
+          any = true
+        end
+      end
+    end
+  end
+  return any and set or nil
+end
+
+-- every run of text that contains a window of a secret becomes [redacted]
+local function redact_windows(text, set)
+  local lower = text:lower()
+  local out, last, i = {}, 0, 1
+  local n = #text
+  while i <= n - WINDOW + 1 do
+    if set[lower:sub(i, i + WINDOW - 1)] then
+      local j = i + WINDOW - 1
+      while j < n and set[lower:sub(j - WINDOW + 2, j + 1)] do j = j + 1 end
+      out[#out + 1] = text:sub(last + 1, i - 1)
+      out[#out + 1] = REDACTED
+      last = j
+      i = j + 1
+    else
+      i = i + 1
+    end
+  end
+  out[#out + 1] = text:sub(last + 1)
+  return table.concat(out)
+end
+
+-- Removes every secret from a text (exact copies, and for long secrets any 12-character run of it in
+-- any case, URL-encoded or JSON-escaped), cuts it to a sane length, and keeps it printable.
+-- windows: optional, windows_of(secrets) computed once for several texts.
+local function scrub(message, secrets, windows)
   message = tostring(message or "")
+  local cut = false
+  if #message > MAX_SCAN then
+    message, cut = message:sub(1, MAX_SCAN), true
+  end
   if secrets then
     for _, s in ipairs(secrets) do
       if type(s) == "string" and #s >= 4 then
@@ -40,19 +98,23 @@ local function scrub(message, secrets)
         while true do
           local i, j = message:find(s, start, true)
           if not i then break end
-          message = message:sub(1, i - 1) .. "[redacted]" .. message:sub(j + 1)
-          start = i + #"[redacted]"
+          message = message:sub(1, i - 1) .. REDACTED .. message:sub(j + 1)
+          start = i + #REDACTED
         end
       end
     end
+    windows = windows or windows_of(secrets)
+    if windows then message = redact_windows(message, windows) end
   end
+  -- the cut may have left the start of an echo (under WINDOW characters) at the end
+  if cut then message = message:sub(1, -WINDOW) end
   -- tokens and secrets that ride in URLs or forms, whatever their value
   message = message:gsub("([%?&]?[%w_]*access_token=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("(client_secret=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("(appsecret_proof=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("(code=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("[%z\1-\31\127]", " ")
-  if #message > MAX_MESSAGE then message = message:sub(1, MAX_MESSAGE) .. "..." end
+  if cut or #message > MAX_MESSAGE then message = message:sub(1, MAX_MESSAGE) .. "..." end
   return message
 end
 M.scrub = scrub
@@ -65,8 +127,12 @@ function M.new(kind, message, fields, secrets)
     for k, v in pairs(fields) do e[k] = v end
   end
   e.kind = kind
-  e.message = scrub(message, secrets)
-  if e.description then e.description = scrub(e.description, secrets) end
+  -- every text of the error: message, type, fbtrace_id, reason, description, ...
+  local windows = secrets and windows_of(secrets)
+  e.message = scrub(message, secrets, windows)
+  for k, v in pairs(e) do
+    if type(v) == "string" and k ~= "kind" and k ~= "message" then e[k] = scrub(v, secrets, windows) end
+  end
   if kind == "network" or kind == "timeout" then e.transient = true end
   return setmetatable(e, Error)
 end

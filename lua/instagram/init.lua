@@ -118,11 +118,14 @@ local CONFIG_KEYS = {
   clock = true, sleep = true,
 }
 
-local function positive_number(fname, config, key, default)
+-- the longest timeout both transports honour: libcurl takes 2147483.647 s, cosockets 2147483 s
+local MAX_TIMEOUT = 2147483
+
+local function positive_seconds(fname, config, key, default)
   local v = config[key]
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    raise(fname, key .. " must be a positive number")
+  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_TIMEOUT then
+    raise(fname, key .. " must be a positive number of seconds, at most " .. MAX_TIMEOUT)
   end
   return v
 end
@@ -215,11 +218,14 @@ function instagram.new(config)
     allow_http = allow_http,
     ca_file = ca_file,
     user_agent = user_agent,
-    timeout = positive_number(fname, config, "timeout", 10),
-    connect_timeout = positive_number(fname, config, "connect_timeout", 5),
-    max_response_bytes = nonnegative_integer(fname, config, "max_response_bytes", 8 * 1024 * 1024, 2 ^ 31),
+    timeout = positive_seconds(fname, config, "timeout", 10),
+    connect_timeout = positive_seconds(fname, config, "connect_timeout", 5),
+    max_response_bytes = config.max_response_bytes or 8 * 1024 * 1024,
   }
-  if topts.max_response_bytes == 0 then raise(fname, "max_response_bytes must be positive") end
+  local max = topts.max_response_bytes
+  if type(max) ~= "number" or max ~= math.floor(max) or max < 1 or max > 2 ^ 31 then
+    raise(fname, "max_response_bytes must be an integer from 1 to " .. string.format("%d", 2 ^ 31))
+  end
 
   local self = setmetatable({
     api = profile.name,
@@ -310,6 +316,7 @@ end
 -- Inside ig:batch, requests go to the batch driver, which makes them concurrently.
 local batch_coroutines = setmetatable({}, { __mode = "k" })
 local BATCH_YIELD = {}
+local BATCH_ABORT = {} -- the batch driver's answer to a call it abandons (another call raised)
 
 function Client:_request(req)
   local co = coroutine.running()
@@ -329,6 +336,17 @@ function Client:_result(res, kind, msg, status, secrets)
   return errors.classify(res, secrets)
 end
 
+-- A uniform number in [0, 1) for back-off jitter, from OpenSSL's CSPRNG: unlike math.random (which
+-- LuaJIT starts from one fixed seed), it differs in every process, so nginx workers forked from one
+-- master do not retry in lockstep
+local function jitter()
+  local bytes = core.base64url_decode(core.random_state(16) or "")
+  if not bytes or #bytes < 6 then return math.random() end
+  local x = 0
+  for i = 1, 6 do x = x * 256 + bytes:byte(i) end
+  return x / 2 ^ 48
+end
+
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
 function Client:_send(req, secrets, retries)
@@ -339,10 +357,11 @@ function Client:_send(req, secrets, retries)
   local attempt = 0
   while true do
     local res, kind, msg, status = self:_request(req)
+    if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
     if attempt >= retries or not err.transient then return nil, err end
-    local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
+    local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
     if err.retry_after then
       if err.retry_after > BACKOFF_CAP then return nil, err end
       delay = math.max(delay, err.retry_after)
@@ -352,9 +371,16 @@ function Client:_send(req, secrets, retries)
   end
 end
 
--- graph_url("me/media", params) -> base/v21.0/me/media?query, every segment percent-encoded;
--- a path that already starts with a version (a paging.next link) keeps it
-function Client:_graph_url(path, params)
+-- longest_send() -> the most seconds one _send of a GET can take: every try up to `timeout`, and
+-- the longest back-off (a retry_after above BACKOFF_CAP is not waited for) between tries
+function Client:_longest_send()
+  return (self.retries + 1) * self.timeout + self.retries * BACKOFF_CAP + 5
+end
+
+-- graph_url("me/media", params[, raw_query]) -> base/v21.0/me/media?query, every segment
+-- percent-encoded; a path that already starts with a version (a paging.next link) keeps it.
+-- raw_query: an already encoded query (a paging.next link's), put before params.
+function Client:_graph_url(path, params, raw_query)
   local parts = {}
   for segment in path:gmatch("[^/]+") do
     parts[#parts + 1] = core.url_encode(segment)
@@ -364,12 +390,13 @@ function Client:_graph_url(path, params)
   end
   local url = self.endpoints.graph .. "/" .. table.concat(parts, "/")
   local query = core.build_query(params)
+  if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
   if query ~= "" then url = url .. "?" .. query end
   return url
 end
 
--- graph_request(token, path, params) -> req, secrets: the token goes where token_in says.
-function Client:_graph_request(token, path, params)
+-- graph_request(token, path, params[, raw_query]) -> req, secrets: the token goes where token_in says.
+function Client:_graph_request(token, path, params, raw_query)
   local pairs_list, headers = {}, { Accept = "application/json" }
   local keys = {}
   for k in pairs(params or {}) do keys[#keys + 1] = k end
@@ -386,12 +413,12 @@ function Client:_graph_request(token, path, params)
     pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
     secrets[#secrets + 1] = proof
   end
-  return { method = "GET", url = self:_graph_url(path, pairs_list), headers = headers }, secrets
+  return { method = "GET", url = self:_graph_url(path, pairs_list, raw_query), headers = headers }, secrets
 end
 
--- graph_get(token, path, params) -> decoded body, response | nil, err
-function Client:_graph_get(token, path, params)
-  local req, secrets = self:_graph_request(token, path, params)
+-- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
+function Client:_graph_get(token, path, params, raw_query)
+  local req, secrets = self:_graph_request(token, path, params, raw_query)
   local value, res = self:_send(req, secrets)
   if not value then return nil, res end
   return json.normalize_ids(value), res
@@ -408,7 +435,8 @@ function Client:_token_from(body, secrets, res)
   if type(t.access_token) ~= "string" or t.access_token == "" then
     return bad("has no access_token")
   end
-  local token = { access_token = t.access_token, issued_at = self:_now() }
+  -- whole seconds, integers under Lua 5.4 (a clock may be fractional; lua-cjson gives floats)
+  local token = { access_token = t.access_token, issued_at = json.integer(math.floor(self:_now())) }
   if t.user_id ~= nil and t.user_id ~= json.null then
     token.user_id = json.id(t.user_id)
     if not token.user_id then return bad("has an invalid user_id") end
@@ -421,8 +449,8 @@ function Client:_token_from(body, secrets, res)
         or expires_in > 2 ^ 40 then
       return bad("has an invalid expires_in")
     end
-    token.expires_in = expires_in
-    token.expires_at = token.issued_at + expires_in
+    token.expires_in = json.integer(expires_in)
+    token.expires_at = token.issued_at + token.expires_in
   end
   local perms = t.permissions
   if type(perms) == "string" then
@@ -526,14 +554,8 @@ function Client:parse_callback(input, expected_state)
     values[key] = v
   end
 
-  if values.error then
-    return nil, errors.new("denied", values.error_description or values.error, {
-      reason = values.error_reason,
-      description = values.error_description,
-      error = values.error,
-    }, { values.code })
-  end
-
+  -- state first, error callbacks included (RFC 6749 §4.1.2.1 returns state with errors too):
+  -- a forged error callback is a state failure, and its text never becomes a message
   if expected_state ~= false then
     local got = values.state
     if got == nil or got == "" then
@@ -542,6 +564,14 @@ function Client:parse_callback(input, expected_state)
     if not core.constant_time_equal(got, expected_state) then
       return nil, errors.new("state", "callback state does not match")
     end
+  end
+
+  if values.error then
+    return nil, errors.new("denied", values.error_description or values.error, {
+      reason = values.error_reason,
+      description = values.error_description,
+      error = values.error,
+    }, { values.code })
   end
 
   local code = values.code
@@ -655,7 +685,7 @@ end
 local helpers = {
   raise = raise, check_self = check_self, check_string = check_string, token_string = token_string,
   fields_string = fields_string, id_string = id_string,
-  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD,
+  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD, BATCH_ABORT = BATCH_ABORT,
 }
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)

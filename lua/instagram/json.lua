@@ -47,12 +47,22 @@ function M.id(value)
   return nil
 end
 
--- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, in place.
+-- An integral number as a Lua 5.4 integer (lua-cjson decodes every number as a float: 7.0), else as is.
+local tointeger = math.tointeger -- luacheck: ignore 143
+function M.integer(v)
+  if tointeger and type(v) == "number" then return tointeger(v) or v end
+  return v
+end
+
+-- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, and every
+-- other integral number (counts) into an integer, in place.
 local function normalize_ids(value, depth)
   if type(value) ~= "table" or depth > 64 then return value end
   for k, v in pairs(value) do
     if type(v) == "number" and type(k) == "string" and (k == "id" or k:sub(-3) == "_id") then
       value[k] = M.id(v) or v
+    elseif type(v) == "number" then
+      value[k] = M.integer(v)
     elseif type(v) == "table" then
       normalize_ids(v, depth + 1)
     end

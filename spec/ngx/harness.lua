@@ -180,6 +180,9 @@ function H.refresh(args)
   return { results = out, previous_expires_at = token.expires_at }
 end
 
+-- for other harness modules (spec/ngx/singleflight_harness.lua)
+M.client, M.err_table = client, err_table
+
 function M.run(name)
   local handler = H[name]
   if not handler then return ngx.exit(404) end
