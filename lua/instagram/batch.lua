@@ -8,6 +8,7 @@ local BATCHABLE = {
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 return function(Client, h)
+  h.BATCHABLE = BATCHABLE -- the topic modules loaded after this one add their request methods
   function Client:batch(calls, opts)
     local fname = "ig:batch"
     h.check_self(fname, self)

@@ -302,7 +302,7 @@ function Client:_record_usage(res)
   if app or buc then
     self._usage = {
       app = app and json.decode(app) or nil,
-      business = buc and json.decode(buc) or nil,
+      business = buc and errors.business_usage(json.decode(buc)) or nil,
     }
   end
 end
@@ -331,8 +331,12 @@ end
 
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
+--
+-- A request that is not idempotent (any non-GET unless req.idempotent) is sent once; when it
+-- fails with no answer (network, timeout) it may still have taken effect: err.outcome_unknown.
 function Client:_send(req, secrets, retries)
-  if req.method ~= "GET" then retries = 0 end
+  local idempotent = req.method == "GET" or req.idempotent
+  if not idempotent then retries = 0 end
   retries = retries or self.retries
   req.timeout = req.timeout or self.timeout
   req.connect_timeout = req.connect_timeout or self.connect_timeout
@@ -341,6 +345,10 @@ function Client:_send(req, secrets, retries)
     local res, kind, msg, status = self:_request(req)
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
+    if not idempotent and not res and (err.kind == "network" or err.kind == "timeout") then
+      err.outcome_unknown = true
+    end
+    err.attempts = attempt + 1
     if attempt >= retries or not err.transient then return nil, err end
     local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
     if err.retry_after then
@@ -368,8 +376,11 @@ function Client:_graph_url(path, params)
   return url
 end
 
--- graph_request(token, path, params) -> req, secrets: the token goes where token_in says.
-function Client:_graph_request(token, path, params)
+-- graph_request(token, path, params[, method]) -> req, secrets: the token goes where token_in
+-- says. A GET or DELETE carries the parameters in the query; a POST in a form body, so that
+-- neither they nor the token land in URLs (and logs) on the way.
+function Client:_graph_request(token, path, params, method)
+  method = method or "GET"
   local pairs_list, headers = {}, { Accept = "application/json" }
   local keys = {}
   for k in pairs(params or {}) do keys[#keys + 1] = k end
@@ -386,12 +397,27 @@ function Client:_graph_request(token, path, params)
     pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
     secrets[#secrets + 1] = proof
   end
-  return { method = "GET", url = self:_graph_url(path, pairs_list), headers = headers }, secrets
+  if method ~= "POST" then
+    return { method = method, url = self:_graph_url(path, pairs_list), headers = headers }, secrets
+  end
+  headers["Content-Type"] = "application/x-www-form-urlencoded"
+  return { method = method, url = self:_graph_url(path, {}), headers = headers,
+    body = core.build_query(pairs_list) }, secrets
 end
 
 -- graph_get(token, path, params) -> decoded body, response | nil, err
 function Client:_graph_get(token, path, params)
   local req, secrets = self:_graph_request(token, path, params)
+  local value, res = self:_send(req, secrets)
+  if not value then return nil, res end
+  return json.normalize_ids(value), res
+end
+
+-- graph_write(token, method, path, params, idempotent) -> decoded body, response | nil, err.
+-- Only an idempotent write (hide, delete, a setting) is retried; any other is sent once.
+function Client:_graph_write(token, method, path, params, idempotent)
+  local req, secrets = self:_graph_request(token, path, params, method)
+  req.idempotent = idempotent or nil
   local value, res = self:_send(req, secrets)
   if not value then return nil, res end
   return json.normalize_ids(value), res
@@ -660,5 +686,10 @@ local helpers = {
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
+instagram.publishing = require("instagram.publishing")
+instagram.publishing(Client, helpers)
+require("instagram.comments")(Client, helpers)
+instagram.insights = require("instagram.insights")
+instagram.insights(Client, helpers)
 
 return instagram
