@@ -192,7 +192,8 @@ describe("publishing", function()
 
   it("classifies ERROR (subcode only in status, empty status_code) and EXPIRED as kind container", function()
     local ig = client()
-    local c = assert(ig:create_container(token, { type = "IMAGE", image_url = "https://cdn.example.com/error2207082.jpg" }))
+    local c = assert(ig:create_container(token,
+      { type = "IMAGE", image_url = "https://cdn.example.com/error2207082.jpg" }))
     local st, err = ig:wait_container(token, c.id, { initial = 0 })
     assert.is_nil(st)
     assert.equal("container", err.kind)

@@ -332,8 +332,10 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
     }
-    /* DELETE is idempotent, so like a GET it may use a kept-alive connection */
     SETOPT(CURLOPT_CUSTOMREQUEST, req->del ? "DELETE" : (const char *)NULL);
+    /* a DELETE is retried by the Lua layer, which must know whether an earlier try went out
+     * (a retried delete that finds nothing succeeded): no silent replay by libcurl either */
+    if (req->del) SETOPT(CURLOPT_FRESH_CONNECT, 1L);
 
     mrc = curl_multi_add_handle(s->multi, sl->easy);
     if (mrc != CURLM_OK) return curl_multi_strerror(mrc);
