@@ -47,6 +47,10 @@ build = {
     ["instagram.tokens"] = "lua/instagram/tokens.lua",
     ["instagram.media"] = "lua/instagram/media.lua",
     ["instagram.batch"] = "lua/instagram/batch.lua",
+    ["instagram.buckets"] = "lua/instagram/buckets.lua",
+    ["instagram.publishing"] = "lua/instagram/publishing.lua",
+    ["instagram.comments"] = "lua/instagram/comments.lua",
+    ["instagram.insights"] = "lua/instagram/insights.lua",
   },
 }
 test = {

@@ -174,3 +174,39 @@ describe("comments", function()
     assert.equal(1, #requests("POST", "/messages"))
   end)
 end)
+
+describe("client-side rate limits (rate_limits)", function()
+  local fake
+  setup(function() fake = Fake.start({ quiet = true }) end)
+  teardown(function() if fake then fake:stop() end end)
+
+  it("holds private replies to {n, seconds} per account, without a request, and refills with time", function()
+    fake:reset()
+    local now = 1000000
+    local app = fake.apps.instagram_login
+    local ig = Clients.new(fake, { app_id = app.client_id, app_secret = app.secret, redirect_uri = app.redirect_uri,
+      api = "instagram_login", clock = function() return now end, rate_limits = { private_reply = { 2, 3600 } } })
+    local a = { access_token = fake:issue_token("biz", { kind = "long" }), user_id = "1" }
+    local b = { access_token = a.access_token, user_id = "2" }
+    local media = assert(ig:media(a, { fields = "id", limit = 1 })).data[1].id
+    local comments = assert(ig:comments(a, media)).data
+    fake:clear_log()
+    assert(ig:private_reply(a, comments[1].id, "one"))
+    assert(ig:private_reply(a, comments[2].id, "two"))
+    local r, err = ig:private_reply(a, comments[3].id, "three")
+    assert.is_nil(r)
+    assert.is_true(err.rate_limited)
+    assert.equal(1800, err.retry_after)
+    assert.equal(2, #fake:log("/me/messages"))
+    assert(ig:private_reply(b, comments[3].id, "another account")) -- a bucket per account
+    local reply_id = assert(ig:replies(a, comments[1].id)).data[1].id
+    r, err = ig:private_reply(a, reply_id, "still too soon")
+    assert.is_nil(r)
+    assert.is_true(err.local_limit)
+    now = now + 1800 -- one call's worth refilled
+    assert(ig:private_reply(a, reply_id, "four"))
+    assert.equal(4, #fake:log("/me/messages"))
+    assert.has_error(function() Clients.new(fake, { rate_limits = { replies = { 1, 1 } } }) end,
+      "instagram.new: unknown rate limit 'replies'")
+  end)
+end)

@@ -107,6 +107,7 @@ return function(Client, h)
   function Client:private_reply(token, comment, text, opts)
     local fname = "ig:private_reply"
     h.check_self(fname, self)
+    local account = token
     token = h.token_string(fname, token)
     local comment_id, timestamp = comment, nil
     if type(comment) == "table" then comment_id, timestamp = comment.id, comment.timestamp end
@@ -119,6 +120,8 @@ return function(Client, h)
         { window_expired = true })
     end
     local user = opts.user_id == nil and "me" or h.id_string(fname, "opts.user_id", opts.user_id)
+    local allowed, limited = self:_take_rate("private_reply", account)
+    if not allowed then return nil, limited end
     local body, err = self:_graph_write(token, "POST", user .. "/messages", {
       recipient = json.encode({ comment_id = comment_id }),
       message = json.encode({ text = text }),

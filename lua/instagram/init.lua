@@ -115,7 +115,7 @@ local CONFIG_KEYS = {
   endpoints = true, graph_version = true, timeout = true, connect_timeout = true,
   retries = true, max_response_bytes = true, ca_file = true, allow_http = true,
   transport = true, user_agent = true, token_in = true, appsecret_proof = true,
-  clock = true, sleep = true,
+  clock = true, sleep = true, rate_limits = true,
 }
 
 local function positive_number(fname, config, key, default)
@@ -240,6 +240,7 @@ function instagram.new(config)
     transport = transport.new(chosen, topts),
     clock = config.clock or os.time,
     sleep = config.sleep,
+    buckets = require("instagram.buckets").new(fname, config.rate_limits, config.clock or os.time),
     profile = profile,
   }
   return self
@@ -277,6 +278,16 @@ end
 
 function Client:_now()
   return private[self].clock()
+end
+
+-- take_rate(name, token) -> true, or nil, err when the client's own rate limit for this account
+-- (instagram.new{rate_limits = …}) says wait
+function Client:_take_rate(name, token)
+  local buckets = private[self].buckets
+  if not buckets then return true end
+  local account = type(token) == "table" and token.user_id or token
+  if type(token) == "table" and not account then account = token.access_token end
+  return buckets:take(name, account)
 end
 
 function Client:_sleep(seconds)

@@ -337,10 +337,13 @@ return setmetatable(M, { __call = function(_, Client, h)
   function Client:publish(token, container_id, opts)
     local fname = "ig:publish"
     h.check_self(fname, self)
+    local account = token
     token = h.token_string(fname, token)
     container_id = h.id_string(fname, "container_id", container_id)
     local o = wait_options(fname, opts)
     local path = user_path(fname, opts) .. "/media_publish"
+    local allowed, limited = self:_take_rate("publish", account)
+    if not allowed then return nil, limited end
     local interval, slept = o.initial, 0
     while true do
       local body, err = self:_graph_write(token, "POST", path, { creation_id = container_id }, false)
