@@ -11,11 +11,7 @@ describe("comments", function()
   teardown(function() if fake then fake:stop() end end)
 
   local function client(extra)
-    local app = fake.apps.instagram_login
-    local base = { app_id = app.client_id, app_secret = app.secret, redirect_uri = app.redirect_uri,
-      api = "instagram_login", sleep = function(s) sleeps[#sleeps + 1] = s end }
-    for k, v in pairs(extra or {}) do base[k] = v end
-    return Clients.new(fake, base)
+    return Clients.login(fake, { sleep = function(s) sleeps[#sleeps + 1] = s end }, extra)
   end
 
   before_each(function()
@@ -183,9 +179,7 @@ describe("client-side rate limits (rate_limits)", function()
   it("holds private replies to {n, seconds} per account, without a request, and refills with time", function()
     fake:reset()
     local now = 1000000
-    local app = fake.apps.instagram_login
-    local ig = Clients.new(fake, { app_id = app.client_id, app_secret = app.secret, redirect_uri = app.redirect_uri,
-      api = "instagram_login", clock = function() return now end, rate_limits = { private_reply = { 2, 3600 } } })
+    local ig = Clients.login(fake, { clock = function() return now end, rate_limits = { private_reply = { 2, 3600 } } })
     local a = { access_token = fake:issue_token("biz", { kind = "long" }), user_id = "1" }
     local b = { access_token = a.access_token, user_id = "2" }
     local media = assert(ig:media(a, { fields = "id", limit = 1 })).data[1].id

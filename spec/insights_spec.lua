@@ -12,11 +12,7 @@ describe("insights", function()
   setup(function() fake = Fake.start({ quiet = true }) end)
   teardown(function() if fake then fake:stop() end end)
 
-  local function client()
-    local app = fake.apps.instagram_login
-    return Clients.new(fake, { app_id = app.client_id, app_secret = app.secret,
-      redirect_uri = app.redirect_uri, api = "instagram_login" })
-  end
+  local function client() return Clients.login(fake) end
 
   before_each(function()
     fake:reset()

@@ -20,11 +20,7 @@ describe("publishing", function()
   end)
 
   local function client(extra)
-    local app = fake.apps.instagram_login
-    local base = { app_id = app.client_id, app_secret = app.secret, redirect_uri = app.redirect_uri,
-      api = "instagram_login", sleep = function(s) sleeps[#sleeps + 1] = s end }
-    for k, v in pairs(extra or {}) do base[k] = v end
-    return Clients.new(fake, base)
+    return Clients.login(fake, { sleep = function(s) sleeps[#sleeps + 1] = s end }, extra)
   end
 
   local function requests(suffix)

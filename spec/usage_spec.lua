@@ -9,11 +9,7 @@ describe("usage and BUC rate limits", function()
   setup(function() fake = Fake.start({ quiet = true }) end)
   teardown(function() if fake then fake:stop() end end)
 
-  local function client()
-    local app = fake.apps.instagram_login
-    return Clients.new(fake, { app_id = app.client_id, app_secret = app.secret, redirect_uri = app.redirect_uri,
-      api = "instagram_login", retries = 0 })
-  end
+  local function client() return Clients.login(fake, { retries = 0 }) end
 
   before_each(function()
     fake:reset()

@@ -386,12 +386,24 @@ local function deprecated_error(name)
         .. " metric is no longer supported. Please use views instead.")
 end
 
-local function account_insights(req)
-    local cfg = state.config().insights or {}
+-- The answer of an insights edge: `render(name)` builds the entry of each requested metric that is
+-- neither deprecated (the v22 error) nor listed in config.insights.missing (left out: "no data").
+local function insights_answer(req, render)
     local missing = {}
-    for _, m in ipairs(cfg.missing or {}) do missing[m] = true end
+    for _, name in ipairs((state.config().insights or {}).missing or {}) do missing[name] = true end
     local metric = util.single(req.args, "metric")
     if not metric or metric == "" then return resp.graph_error(100, "(#100) The parameter metric is required") end
+    local data = util.array()
+    for name in metric:gmatch("[^,%s]+") do
+        if DEPRECATED[name] then return deprecated_error(name) end
+        if not missing[name] then data[#data + 1] = render(name) end
+    end
+    local out = util.object()
+    util.put(out, "data", data)
+    return resp.json(200, out)
+end
+
+local function account_insights(req)
     local period = util.single(req.args, "period") or "day"
     local metric_type = util.single(req.args, "metric_type") or "time_series"
     local since = tonumber(util.single(req.args, "since") or "")
@@ -400,76 +412,55 @@ local function account_insights(req)
         return resp.graph_error(100,
             "(#100) There cannot be more than 30 days (2592000 s) between since and until")
     end
-    local data = util.array()
-    for name in metric:gmatch("[^,%s]+") do
-        if DEPRECATED[name] then return deprecated_error(name) end
-        if not missing[name] then
-            local o = util.object()
-            util.put(o, "name", name)
-            util.put(o, "period", period)
-            if metric_type == "total_value" then
-                local tv = util.object()
-                util.put(tv, "value", metric_value(name))
-                local breakdown = util.single(req.args, "breakdown")
-                if breakdown and breakdown ~= "" then
-                    local results = util.array()
-                    for i, dim in ipairs({ "a", "b" }) do
-                        local r = util.object()
-                        util.put(r, "dimension_values", util.array({ breakdown .. "_" .. dim }))
-                        util.put(r, "value", metric_value(name, i))
-                        results[#results + 1] = r
-                    end
-                    local b = util.object()
-                    util.put(b, "dimension_keys", util.array({ breakdown }))
-                    util.put(b, "results", results)
-                    util.put(tv, "breakdowns", util.array({ b }))
+    local breakdown = util.single(req.args, "breakdown")
+    return insights_answer(req, function(name)
+        local o = util.object()
+        util.put(o, "name", name)
+        util.put(o, "period", period)
+        if metric_type == "total_value" then
+            local tv = util.object()
+            util.put(tv, "value", metric_value(name))
+            if breakdown and breakdown ~= "" then
+                local results = util.array()
+                for i, dim in ipairs({ "a", "b" }) do
+                    local r = util.object()
+                    util.put(r, "dimension_values", util.array({ breakdown .. "_" .. dim }))
+                    util.put(r, "value", metric_value(name, i))
+                    results[#results + 1] = r
                 end
-                util.put(o, "total_value", tv)
-            else
-                local values = util.array()
-                local from = since or (state.now() - 2 * DAY)
-                local to = until_ or state.now()
-                local t = from
-                while t < to do
-                    local v = util.object()
-                    util.put(v, "value", metric_value(name, math.floor(t / DAY)))
-                    util.put(v, "end_time", os.date("!%Y-%m-%dT%H:%M:%S+0000", math.floor(t + DAY)))
-                    values[#values + 1] = v
-                    t = t + DAY
-                end
-                util.put(o, "values", values)
+                local b = util.object()
+                util.put(b, "dimension_keys", util.array({ breakdown }))
+                util.put(b, "results", results)
+                util.put(tv, "breakdowns", util.array({ b }))
             end
-            data[#data + 1] = o
+            util.put(o, "total_value", tv)
+        else
+            local values = util.array()
+            local t, to = since or (state.now() - 2 * DAY), until_ or state.now()
+            while t < to do
+                local v = util.object()
+                util.put(v, "value", metric_value(name, math.floor(t / DAY)))
+                util.put(v, "end_time", os.date("!%Y-%m-%dT%H:%M:%S+0000", math.floor(t + DAY)))
+                values[#values + 1] = v
+                t = t + DAY
+            end
+            util.put(o, "values", values)
         end
-    end
-    local out = util.object()
-    util.put(out, "data", data)
-    return resp.json(200, out)
+        return o
+    end)
 end
 
 local function media_insights(req, m)
-    local cfg = state.config().insights or {}
-    local missing = {}
-    for _, name in ipairs(cfg.missing or {}) do missing[name] = true end
-    local metric = util.single(req.args, "metric")
-    if not metric or metric == "" then return resp.graph_error(100, "(#100) The parameter metric is required") end
-    local data = util.array()
-    for name in metric:gmatch("[^,%s]+") do
-        if DEPRECATED[name] then return deprecated_error(name) end
-        if not missing[name] then
-            local o = util.object()
-            util.put(o, "name", name)
-            util.put(o, "period", "lifetime")
-            local v = util.object()
-            util.put(v, "value", metric_value(name .. m.id))
-            util.put(o, "values", util.array({ v }))
-            util.put(o, "id", m.id .. "/insights/" .. name .. "/lifetime")
-            data[#data + 1] = o
-        end
-    end
-    local out = util.object()
-    util.put(out, "data", data)
-    return resp.json(200, out)
+    return insights_answer(req, function(name)
+        local o = util.object()
+        util.put(o, "name", name)
+        util.put(o, "period", "lifetime")
+        local v = util.object()
+        util.put(v, "value", metric_value(name .. m.id))
+        util.put(o, "values", util.array({ v }))
+        util.put(o, "id", m.id .. "/insights/" .. name .. "/lifetime")
+        return o
+    end)
 end
 
 ---------------------------------------------------------------------------
