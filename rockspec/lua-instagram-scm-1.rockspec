@@ -48,6 +48,10 @@ build = {
     ["instagram.media"] = "lua/instagram/media.lua",
     ["instagram.batch"] = "lua/instagram/batch.lua",
     ["instagram.singleflight"] = "lua/instagram/singleflight.lua",
+    ["instagram.buckets"] = "lua/instagram/buckets.lua",
+    ["instagram.publishing"] = "lua/instagram/publishing.lua",
+    ["instagram.comments"] = "lua/instagram/comments.lua",
+    ["instagram.insights"] = "lua/instagram/insights.lua",
   },
 }
 test = {

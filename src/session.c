@@ -72,6 +72,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     int post;
+    int del;
     long timeout_ms, connect_timeout_ms;
     int hfirst, hcount; /* "Name: value" lines at these anchor indices */
 } prepared;
@@ -331,6 +332,10 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
     }
+    SETOPT(CURLOPT_CUSTOMREQUEST, req->del ? "DELETE" : (const char *)NULL);
+    /* a DELETE is retried by the Lua layer, which must know whether an earlier try went out
+     * (a retried delete that finds nothing succeeded): no silent replay by libcurl either */
+    if (req->del) SETOPT(CURLOPT_FRESH_CONNECT, 1L);
 
     mrc = curl_multi_add_handle(s->multi, sl->easy);
     if (mrc != CURLM_OK) return curl_multi_strerror(mrc);
@@ -670,8 +675,10 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
             p->post = 0;
         else if (strcmp(method, "POST") == 0)
             p->post = 1;
+        else if (strcmp(method, "DELETE") == 0)
+            p->del = 1;
         else
-            request_error(L, fname, index, "method must be \"GET\" or \"POST\"");
+            request_error(L, fname, index, "method must be \"GET\", \"POST\" or \"DELETE\"");
     }
     lua_pop(L, 1);
 

@@ -11,6 +11,7 @@ local function pack(...)
 end
 
 return function(Client, h)
+  h.BATCHABLE = BATCHABLE -- the topic modules loaded after this one add their request methods
   function Client:batch(calls, opts)
     local fname = "ig:batch"
     h.check_self(fname, self)

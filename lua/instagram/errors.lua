@@ -8,10 +8,13 @@ Error.__index = Error
 
 local KINDS = {
   denied = true, callback = true, state = true, network = true, timeout = true,
-  tls = true, http = true, api = true, response = true, signature = true,
+  tls = true, http = true, api = true, response = true, signature = true, store = true, container = true,
 }
 
-local RATE_LIMIT_CODES = { [4] = true, [17] = true, [32] = true, [613] = true }
+-- 80002: too many calls to this Instagram account (Business Use Case limit, PLATFORM.md §4)
+local RATE_LIMIT_CODES = { [4] = true, [17] = true, [32] = true, [613] = true, [80002] = true }
+local BLOCK_SUBCODE = 2207051    -- "We restrict certain activity": a spam block, not a rate limit
+local QUOTA_SUBCODE = 2207042    -- the publishing quota of the account is used up
 local TRANSIENT_CODES = { [1] = true, [2] = true, [341] = true }
 local TOKEN_CODES = { [190] = true, [102] = true }
 
@@ -159,6 +162,24 @@ local function header(res, name)
   return h and (h[name] or h[name:lower()])
 end
 
+-- The X-Business-Use-Case-Usage header, decoded: {[account id] = {entry, ...}}. Meta documents an
+-- array of entries per account; an object (one entry) is seen in the wild and accepted too.
+function M.business_usage(decoded)
+  if type(decoded) ~= "table" then return nil end
+  local out = {}
+  for id, entries in pairs(decoded) do
+    if type(id) == "string" and type(entries) == "table" then
+      if entries[1] == nil and next(entries) ~= nil then entries = { entries } end
+      local list = {}
+      for _, entry in ipairs(entries) do
+        if type(entry) == "table" then list[#list + 1] = entry end
+      end
+      out[id] = list
+    end
+  end
+  return out
+end
+
 -- Retry-After as delay-seconds (an HTTP-date or garbage is ignored), capped.
 local function retry_after(res)
   local v = header(res, "retry-after")
@@ -170,15 +191,13 @@ local function retry_after(res)
   -- BUC usage tells minutes until access is regained
   local buc = header(res, "x-business-use-case-usage")
   if type(buc) == "string" then
-    local decoded = json.decode(buc)
+    local decoded = M.business_usage(json.decode(buc))
     local best
-    if type(decoded) == "table" then
+    if decoded then
       for _, entries in pairs(decoded) do
-        if type(entries) == "table" then
-          for _, entry in ipairs(entries) do
-            local minutes = type(entry) == "table" and number_field(entry.estimated_time_to_regain_access)
-            if minutes and minutes > 0 and (not best or minutes * 60 > best) then best = minutes * 60 end
-          end
+        for _, entry in ipairs(entries) do
+          local minutes = number_field(entry.estimated_time_to_regain_access)
+          if minutes and minutes > 0 and (not best or minutes * 60 > best) then best = minutes * 60 end
         end
       end
     end
@@ -223,6 +242,8 @@ function M.classify(res, secrets)
     local e = M.new("api", fields.message, fields, secrets)
     e.token_invalid = TOKEN_CODES[e.code] or nil
     e.rate_limited = (RATE_LIMIT_CODES[e.code] or status == 429) or nil
+    if e.subcode == BLOCK_SUBCODE then e.rate_limited, e.blocked = nil, true end
+    if e.subcode == QUOTA_SUBCODE then e.quota = true end
     e.transient = (is_transient or TRANSIENT_CODES[e.code] or status >= 500) or nil
     e.retry_after = retry_after(res)
     return nil, e

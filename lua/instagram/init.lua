@@ -115,7 +115,7 @@ local CONFIG_KEYS = {
   endpoints = true, graph_version = true, timeout = true, connect_timeout = true,
   retries = true, max_response_bytes = true, ca_file = true, allow_http = true,
   transport = true, user_agent = true, token_in = true, appsecret_proof = true,
-  clock = true, sleep = true,
+  clock = true, sleep = true, rate_limits = true,
 }
 
 -- the longest timeout both transports honour: libcurl takes 2147483.647 s, cosockets 2147483 s
@@ -246,6 +246,7 @@ function instagram.new(config)
     transport = transport.new(chosen, topts),
     clock = config.clock or os.time,
     sleep = config.sleep,
+    buckets = require("instagram.buckets").new(fname, config.rate_limits, config.clock or os.time),
     profile = profile,
   }
   return self
@@ -285,6 +286,16 @@ function Client:_now()
   return private[self].clock()
 end
 
+-- take_rate(name, token) -> true, or nil, err when the client's own rate limit for this account
+-- (instagram.new{rate_limits = …}) says wait
+function Client:_take_rate(name, token)
+  local buckets = private[self].buckets
+  if not buckets then return true end
+  local account = type(token) == "table" and token.user_id or token
+  if type(token) == "table" and not account then account = token.access_token end
+  return buckets:take(name, account)
+end
+
 function Client:_sleep(seconds)
   local sleep = private[self].sleep
   if not sleep then
@@ -308,7 +319,7 @@ function Client:_record_usage(res)
   if app or buc then
     self._usage = {
       app = app and json.decode(app) or nil,
-      business = buc and json.decode(buc) or nil,
+      business = buc and errors.business_usage(json.decode(buc)) or nil,
     }
   end
 end
@@ -349,8 +360,12 @@ end
 
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
+--
+-- A request that is not idempotent (any non-GET unless req.idempotent) is sent once; when it
+-- fails with no answer (network, timeout) it may still have taken effect: err.outcome_unknown.
 function Client:_send(req, secrets, retries)
-  if req.method ~= "GET" then retries = 0 end
+  local idempotent = req.method == "GET" or req.idempotent
+  if not idempotent then retries = 0 end
   retries = retries or self.retries
   req.timeout = req.timeout or self.timeout
   req.connect_timeout = req.connect_timeout or self.connect_timeout
@@ -360,6 +375,10 @@ function Client:_send(req, secrets, retries)
     if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
+    if not idempotent and not res and (err.kind == "network" or err.kind == "timeout") then
+      err.outcome_unknown = true
+    end
+    err.attempts = attempt + 1
     if attempt >= retries or not err.transient then return nil, err end
     local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
     if err.retry_after then
@@ -395,8 +414,11 @@ function Client:_graph_url(path, params, raw_query)
   return url
 end
 
--- graph_request(token, path, params[, raw_query]) -> req, secrets: the token goes where token_in says.
-function Client:_graph_request(token, path, params, raw_query)
+-- graph_request(token, path, params[, raw_query[, method]]) -> req, secrets: the token goes where
+-- token_in says. A GET or DELETE carries the parameters in the query; a POST in a form body, so
+-- that neither they nor the token land in URLs (and logs) on the way.
+function Client:_graph_request(token, path, params, raw_query, method)
+  method = method or "GET"
   local pairs_list, headers = {}, { Accept = "application/json" }
   local keys = {}
   for k in pairs(params or {}) do keys[#keys + 1] = k end
@@ -413,12 +435,27 @@ function Client:_graph_request(token, path, params, raw_query)
     pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
     secrets[#secrets + 1] = proof
   end
-  return { method = "GET", url = self:_graph_url(path, pairs_list, raw_query), headers = headers }, secrets
+  if method ~= "POST" then
+    return { method = method, url = self:_graph_url(path, pairs_list, raw_query), headers = headers }, secrets
+  end
+  headers["Content-Type"] = "application/x-www-form-urlencoded"
+  return { method = method, url = self:_graph_url(path, {}), headers = headers,
+    body = core.build_query(pairs_list) }, secrets
 end
 
 -- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
 function Client:_graph_get(token, path, params, raw_query)
   local req, secrets = self:_graph_request(token, path, params, raw_query)
+  local value, res = self:_send(req, secrets)
+  if not value then return nil, res end
+  return json.normalize_ids(value), res
+end
+
+-- graph_write(token, method, path, params, idempotent) -> decoded body, response | nil, err.
+-- Only an idempotent write (hide, delete, a setting) is retried; any other is sent once.
+function Client:_graph_write(token, method, path, params, idempotent)
+  local req, secrets = self:_graph_request(token, path, params, nil, method)
+  req.idempotent = idempotent or nil
   local value, res = self:_send(req, secrets)
   if not value then return nil, res end
   return json.normalize_ids(value), res
@@ -690,5 +727,10 @@ local helpers = {
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
+instagram.publishing = require("instagram.publishing")
+instagram.publishing(Client, helpers)
+require("instagram.comments")(Client, helpers)
+instagram.insights = require("instagram.insights")
+instagram.insights(Client, helpers)
 
 return instagram

@@ -50,6 +50,16 @@ return function(Client, h)
     return h.check_string(fname, "opts." .. key, v)
   end
 
+  -- the query of one page of an edge: fields, limit and the after/before cursors from opts
+  local function page_params(fname, opts, default_fields)
+    return {
+      fields = h.fields_string(fname, opts.fields, default_fields),
+      limit = check_limit(fname, opts.limit),
+      after = check_cursor(fname, "after", opts.after),
+      before = check_cursor(fname, "before", opts.before),
+    }
+  end
+
   function Client:media(token, opts)
     local fname = "ig:media"
     h.check_self(fname, self)
@@ -57,13 +67,7 @@ return function(Client, h)
     if opts ~= nil and type(opts) ~= "table" then h.raise(fname, "opts must be a table") end
     opts = opts or {}
     local user_id = opts.user_id == nil and "me" or h.id_string(fname, "opts.user_id", opts.user_id)
-    local params = {
-      fields = h.fields_string(fname, opts.fields, DEFAULT_MEDIA_FIELDS),
-      limit = check_limit(fname, opts.limit),
-      after = check_cursor(fname, "after", opts.after),
-      before = check_cursor(fname, "before", opts.before),
-    }
-    return page_of(self, fname, token, user_id .. "/media", params)
+    return page_of(self, fname, token, user_id .. "/media", page_params(fname, opts, DEFAULT_MEDIA_FIELDS))
   end
 
   function Client:children(token, media_id, fields)
@@ -156,19 +160,16 @@ return function(Client, h)
     return page_of(self, ctx.fname, ctx.token, path, params)
   end
 
-  -- for item, err in ig:each_media(token, opts): on failure the body sees item == false and err (always
-  -- set), once. Items are the objects of `data`; anything else there (false, null, a number) is skipped,
-  -- so a false item can never pass for the failure signal.
-  function Client:each_media(token, opts)
-    local fname = "ig:each_media"
-    h.check_self(fname, self)
-    token = h.token_string(fname, token)
-    local page, err = self:media(token, opts)
+  -- An iterator over the items of `page` and every page after it (each_media, each_comment, …):
+  -- on failure the loop body sees item == false and err (always set), once. Items are the objects
+  -- of `data`; anything else there (false, null, a number) is skipped, so a false item can never
+  -- pass for the failure signal.
+  local function each_item(self, page, err)
     local index, pages, done = 0, 1, false
     local seen = {}
     local function fail(e)
       done = true
-      return false, e or errors.new("response", "media listing failed")
+      return false, e or errors.new("response", "listing failed")
     end
     return function()
       while not done do
@@ -204,6 +205,14 @@ return function(Client, h)
     end
   end
 
+  -- for item, err in ig:each_media(token, opts) do … end
+  function Client:each_media(token, opts)
+    local fname = "ig:each_media"
+    h.check_self(fname, self)
+    token = h.token_string(fname, token)
+    return each_item(self, self:media(token, opts))
+  end
+
   local function param_value(fname, k, v)
     local t = type(v)
     if t == "string" then return v end
@@ -237,6 +246,10 @@ return function(Client, h)
     if not body then return nil, err end
     return body
   end
+
+  -- for the other Graph topics (comments, insights): one page with next_page support, its
+  -- query from opts, and the iterator over all its pages
+  h.graph_page, h.page_params, h.each_item = page_of, page_params, each_item
 
   function Client:usage()
     h.check_self("ig:usage", self)

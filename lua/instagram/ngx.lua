@@ -124,7 +124,9 @@ local function prepare(self, fname, index, req)
   if type(req) ~= "table" then raise(fname, index, "request must be a table") end
   local method = req.method
   if method == nil then method = "GET" end
-  if method ~= "GET" and method ~= "POST" then raise(fname, index, "method must be \"GET\" or \"POST\"") end
+  if method ~= "GET" and method ~= "POST" and method ~= "DELETE" then
+    raise(fname, index, "method must be \"GET\", \"POST\" or \"DELETE\"")
+  end
   local url = req.url
   if type(url) ~= "string" then raise(fname, index, "url must be a string") end
   if url:find("[%z\r\n]") then raise(fname, index, "url contains CR, LF or NUL") end

@@ -106,6 +106,11 @@ function actions.token(body)
     return { record = state.get_token(body.access_token or "") or cjson.null }
 end
 
+-- counts from the business endpoints (publishing): {published, quota_used}
+function actions.business()
+    return require("business").stats()
+end
+
 local action = ngx.var.uri:match("^/__fake/([%w_]+)$")
 local fn = action and actions[action]
 if action == "log" then
