@@ -2,6 +2,9 @@
 -- (runs in plain Lua; transport_spec.lua runs it inside a real nginx).
 local ngx_transport = require "instagram.ngx"
 
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+local function pack(...) return { n = select("#", ...), ... } end
+
 -- Each script is one connection: {reused = n, pieces = {string | {err = e, advance = s}},
 -- connect_err, ssl_err, ssl_raise, send_err}. receiveany hands out at most n bytes of the
 -- next piece; after the last piece it reports `eof` (default "closed").
@@ -55,12 +58,14 @@ local function mock(scripts)
     function s.close(self) self.closed = true return 1 end
     return s
   end
+  -- light threads run to their end at spawn (nothing here yields); sleep returns at once
   function ngx.thread.spawn(fn)
     local co = coroutine.create(fn)
-    local ok, err = coroutine.resume(co)
-    return { ok = ok, err = err }
+    return pack(coroutine.resume(co))
   end
-  function ngx.thread.wait(th) return th.ok, th.err end
+  function ngx.thread.wait(th) return unpack(th, 1, th.n) end
+  function ngx.thread.kill() return true end
+  function ngx.sleep() end
   rawset(_G, "ngx", ngx)
   return sockets
 end
@@ -379,7 +384,8 @@ describe("ngx transport framing (scripted sockets)", function()
       assert.is_nil(s[1].kept)
       assert.is_true(s[1].closed)
       -- a POST whose connection dies before any reply byte, or whose send fails: one try, kind network
-      for _, script in ipairs({ { reused = 2, pieces = {} }, { reused = 2, pieces = { { err = "connection reset by peer" } } },
+      for _, script in ipairs({ { reused = 2, pieces = {} },
+                                { reused = 2, pieces = { { err = "connection reset by peer" } } },
                                 { reused = 2, send_err = "broken pipe" }, { pieces = {} } }) do
         s = mock({ script, { pieces = { OK } }, { pieces = { OK } } })
         local res, kind = t:request({ method = "POST", url = "https://h.example/oauth/access_token", body = "code=1" })

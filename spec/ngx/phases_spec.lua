@@ -259,5 +259,8 @@ describe("transport per phase inside nginx #nginx", function()
       assert.matches("ig%-blackhole%.invalid", out.message)
       assert.not_matches("SECRET", out.message)
     end
+    -- the abandoned lookups left the worker sound
+    local token = f:issue_token("jayposiris", { kind = "short" })
+    assert.equal("jayposiris", get("/t/use", { which = "worker", token = token }).value.username)
   end)
 end)
