@@ -479,6 +479,11 @@ local function connect(c, sock, u, pool)
     return sock:connect(u.connect_host, u.port, { pool = pool })
   end)
   if not spawned or not connector then return sock:connect(u.connect_host, u.port, { pool = pool }) end
+  local state = type(connector) == "thread" and coroutine.status(connector)
+  if state == "zombie" or state == "dead" then -- done at once (a pooled connection): no race
+    local _, ok, err = ngx.thread.wait(connector)
+    return ok, err
+  end
   local timed, timer = pcall(ngx.thread.spawn, function()
     ngx.sleep(math.max(0.001, limit))
     return Fail
