@@ -156,7 +156,8 @@ describe("transport per phase inside nginx #nginx", function()
       f:fault("/me", { delay = 1.5, times = 1 })
       local slow = send(server.ports.http, "/t/use" .. query({ which = which, token = token }))
       wait_until("the slow call to reach the fake", function() return #f:log("/me") >= 1 end)
-      local fast = finish(send(server.ports.http, "/t/use" .. query({ which = which, call = "user",
+      -- another location (and phase) of the same worker
+      local fast = finish(send(server.ports.http, "/access/use" .. query({ which = which, call = "user",
         id = USER_ID, token = token })))
       assert.is_true(pending(slow), "the slow request answered before the fast one")
       local out = finish(slow)
