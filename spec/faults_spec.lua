@@ -2,6 +2,11 @@
 -- request method, one row per fault x method. Each row checks the error kind and flags, how many
 -- requests reached the fake (retries only for transient faults of GETs, the code exchange POST
 -- exactly once), that no secret shows in the error, and that the call came back in bounded time.
+-- These rows run the default transport outside nginx (libcurl). The rows for the ngx (cosocket)
+-- transport, which need a real nginx, are in spec/ngx/post_once_spec.lua: close, reset and
+-- reset_mid_headers on the code-exchange POST (alone and in ig:batch) with a pooled connection to
+-- the token host in reach, where the fake must see the code exactly once, on a fresh connection, and
+-- the caller gets kind network; plus the GET rows where the stale-connection retry still applies.
 local instagram = require "instagram"
 local Fake = require "spec.support.fake"
 local socket = require "socket"
@@ -80,7 +85,7 @@ local function base(m) return (m.name:gsub("^batch:", "")) end
 -- replay: the connection dies before any reply byte. When that connection was a reused (kept-alive)
 -- one, libcurl silently re-sends the request once on a fresh connection (docs/INTERNALS.md: no option
 -- turns that off), so a GET attempt may reach the server twice; a POST always gets a fresh connection
--- and so goes out exactly once.
+-- and so goes out exactly once (on the ngx transport too: spec/ngx/post_once_spec.lua).
 
 local NOT = false
 

@@ -296,17 +296,16 @@ function Client:_take_rate(name, token)
   return buckets:take(name, account)
 end
 
+-- ngx.sleep where the current nginx phase allows it (it yields to the event loop), else blocking;
+-- safe in every phase
 function Client:_sleep(seconds)
-  local sleep = private[self].sleep
-  if not sleep then
-    -- ngx.sleep yields to the event loop, where nginx allows it; anywhere else, block
-    sleep = transport.in_cosocket_phase() and rawget(_G, "ngx").sleep or core.sleep
-  end
-  if sleep and seconds > 0 then sleep(seconds) end
+  local sleep = private[self].sleep or transport.sleep
+  if seconds > 0 then sleep(seconds) end
 end
 
+-- the transport a request made now goes to (by default chosen from the current nginx phase)
 function Client:_transport()
-  return private[self].transport
+  return transport.pick(private[self].transport)
 end
 
 local function header_value(res, name)
@@ -334,7 +333,7 @@ function Client:_request(req)
   if co and batch_coroutines[co] == self then
     return coroutine.yield(BATCH_YIELD, req)
   end
-  return private[self].transport:request(req)
+  return self:_transport():request(req)
 end
 
 -- Turns a transport result into decoded JSON or an error object.
