@@ -53,7 +53,7 @@ local SECURITY_HEADERS = {
   ["Referrer-Policy"] = "no-referrer",
   ["X-Content-Type-Options"] = "nosniff",
   ["X-Frame-Options"] = "DENY",
-  ["Content-Security-Policy"] = "default-src 'none'; img-src https:; style-src 'unsafe-inline'; "
+  ["Content-Security-Policy"] = "default-src 'none'; script-src 'self'; img-src https:; style-src 'unsafe-inline'; "
     .. "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 local USER_FIELDS = {
@@ -149,7 +149,8 @@ local function page(status, title, body)
   ngx.header["Content-Type"] = "text/html; charset=utf-8"
   ngx.say('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    "<title>", html_escape(title), "</title><style>", STYLE, "</style></head><body><h1>",
+    "<title>", html_escape(title), '</title><script src="/app.js"></script><style>', STYLE,
+    "</style></head><body><h1>",
     html_escape(title), "</h1>", body, "</body></html>")
   return ngx.exit(status)
 end
@@ -373,7 +374,7 @@ function M.logout()
   else
     ngx.header["Set-Cookie"] = cookie(SESSION_COOKIE, "", "/", 0)
   end
-  -- and drop this site's pages from the browser's caches (the back/forward cache included)
+  -- and ask the browser to drop this site's cached pages (see also /app.js)
   ngx.header["Clear-Site-Data"] = '"cache"'
   return redirect("/")
 end
@@ -436,6 +437,17 @@ function M.deletion_status()
   return page(200, "Data deletion", '<p>Request <code id="code">' .. html_escape(code)
     .. '</code>: <strong id="status">completed</strong> on ' .. html_escape(os.date("!%Y-%m-%d %H:%M UTC", done))
     .. ".</p><p>This site kept only your login session, and it has been deleted.</p>")
+end
+
+-- A page restored from the back/forward cache (Back after Log out) shows what the server said
+-- then: reload it, so it shows what the server says now. (Chromium keeps even no-store pages
+-- there, and ignores Clear-Site-Data for it.)
+local SCRIPT = 'addEventListener("pageshow", function (e) { if (e.persisted) location.reload(); });\n'
+
+function M.script()
+  protect()
+  ngx.header["Content-Type"] = "text/javascript; charset=utf-8"
+  ngx.print(SCRIPT)
 end
 
 function M.not_found()
