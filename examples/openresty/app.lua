@@ -251,12 +251,12 @@ function M.callback()
   if not expected then
     -- a reload of this URL after a login that worked: the user is in, say so
     if session() then return redirect("/me") end
-    log(ngx.INFO, "login callback without a valid state cookie")
+    log(ngx.WARN, "login callback without a valid state cookie")
     return login_failed(400, "This login did not start here, or took more than 10 minutes.")
   end
   local code, err = client:parse_callback(ngx.req.get_uri_args(), expected)
   if not code then
-    log(ngx.INFO, "login callback refused: ", tostring(err))
+    log(ngx.WARN, "login callback refused: ", tostring(err))
     if err.kind == "denied" then
       if err.error == "access_denied" then
         return login_failed(403, "You cancelled the login. Nothing was shared with this site.")
@@ -278,7 +278,7 @@ function M.callback()
   if not short then
     if err.kind == "api" and err.status and err.status >= 400 and err.status < 500 and not err.rate_limited then
       -- used, expired or not ours: the browser brought a bad code
-      log(ngx.INFO, "code exchange refused: ", tostring(err))
+      log(ngx.WARN, "code exchange refused: ", tostring(err))
       return login_failed(400, "This login link was already used or has expired.")
     end
     return upstream_failed("code exchange", err)
@@ -413,7 +413,7 @@ end
 function M.deauthorize()
   local data = signed_request("deauthorize")
   if not data then return end
-  log(ngx.NOTICE, "deauthorize: user ", data.user_id, " removed the app; sessions revoked")
+  log(ngx.WARN, "deauthorize: user ", data.user_id, " removed the app; sessions revoked")
   return json_answer(200, '{"ok":true}')
 end
 
@@ -423,7 +423,7 @@ function M.data_deletion()
   -- this app keeps nothing but sessions, which are revoked: the deletion is done at once
   local code = assert(core.random_state(24)):gsub("[^%w]", "")
   sessions():set("deletion:" .. code, ngx.time(), DELETION_TTL)
-  log(ngx.NOTICE, "data deletion: user ", data.user_id, ", confirmation ", code)
+  log(ngx.WARN, "data deletion: user ", data.user_id, ", confirmation ", code)
   return json_answer(200, instagram.deletion_response(public_base .. "/data-deletion/status?id=" .. code, code))
 end
 
