@@ -1,7 +1,7 @@
 -- make example: the login app (nginx.conf + app.lua) against the fake Instagram
 -- (spec/support/fake.lua), behind the sample TLS front (tls-front.conf), all on 127.0.0.1.
--- Prints the URL to open and stays up until Ctrl-C (then every nginx it started goes away
--- within a second or two: spec/support/nginx.lua leaves a watchdog per server).
+-- Prints the URL to open and stays up until Ctrl-C (SIGINT), then stops every nginx it started
+-- (if it is killed instead, spec/support/nginx.lua's watchdogs do that within a second or two).
 --
 --   lua5.4 examples/openresty/with_fake.lua [--port N] [--api instagram_login|basic_display]
 --                                           [--info FILE] [--timeout SECONDS]
@@ -103,4 +103,10 @@ lua-instagram example against the fake Instagram
 Ctrl-C stops everything.
 ]], site, f.ca_file, "http://127.0.0.1:" .. app.port, app.prefix, f.http, f.ports.https))
 
-while true do socket.sleep(3600) end
+-- short sleeps: lua5.4 turns Ctrl-C into an "interrupted!" error at the next Lua instruction,
+-- and a long socket.sleep would hold it off
+pcall(function() while true do socket.sleep(0.2) end end)
+front:stop()
+app:stop()
+f:stop()
+io.stderr:write("make example: stopped\n")

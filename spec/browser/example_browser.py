@@ -140,7 +140,7 @@ class Stack:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGINT)  # with_fake.lua then stops its servers
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
