@@ -209,7 +209,9 @@ local function session()
 end
 
 local function save_session(sid, record)
-  local ttl = math.max(1, math.min(tonumber(record.token.expires_at or 0) - ngx.time(), MAX_SESSION_TTL))
+  -- a token of unknown expiry gets the longest session; /me ends it once Instagram says it is dead
+  local expires_at = tonumber(record.token.expires_at) or ngx.time() + MAX_SESSION_TTL
+  local ttl = math.max(1, math.min(expires_at - ngx.time(), MAX_SESSION_TTL))
   local ok, err = sessions():set("s:" .. sid, cjson.encode(record), ttl)
   return ok and ttl, err
 end
@@ -254,14 +256,17 @@ function M.callback()
     log(ngx.WARN, "login callback without a valid state cookie")
     return login_failed(400, "This login did not start here, or took more than 10 minutes.")
   end
-  local code, err = client:parse_callback(ngx.req.get_uri_args(), expected)
+  local args = ngx.req.get_uri_args()
+  local code, err = client:parse_callback(args, expected)
   if not code then
     log(ngx.WARN, "login callback refused: ", tostring(err))
     if err.kind == "denied" then
-      if err.error == "access_denied" then
+      -- the state matched (parse_callback checks it first): Instagram's own error value
+      local what = args.error
+      if what == "access_denied" then
         return login_failed(403, "You cancelled the login. Nothing was shared with this site.")
       end
-      if INSTAGRAM_SIDE[err.error] then
+      if INSTAGRAM_SIDE[what] then
         return page(502, "Instagram is not answering",
           "<p>Instagram could not complete the login right now. Please try again in a minute.</p>" .. TRY_AGAIN)
       end
@@ -288,6 +293,9 @@ function M.callback()
   long, err = client:exchange_token(short)
   if not long then return upstream_failed("long-lived token exchange", err) end
 
+  -- a new login replaces the browser's old session, if any
+  local old = session()
+  if old then sessions():delete("s:" .. old) end
   local sid = assert(core.random_state(32))
   local ttl
   ttl, err = save_session(sid, { token = long, user_id = short.user_id, created = ngx.time() })
