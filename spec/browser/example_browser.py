@@ -17,7 +17,8 @@ the fake's authorize endpoint answers with a page instead of its redirect; the t
 plays Instagram's approval by asking the fake for a code and building the callback URL.
 
 Exit status 0 when every case passed; the last line is the summary.
-Usage: /usr/bin/python3 spec/browser/example_browser.py [-v]
+Usage: /usr/bin/python3 spec/browser/example_browser.py [-v]   (-v: tracebacks of failures)
+CHROMIUM and CHROMEDRIVER override the binaries.
 """
 import base64
 import hashlib
@@ -54,11 +55,6 @@ NEEDS_LIBRARY_FIX = {
     "instagram down: token endpoint drops the connection":
         "the ngx transport never re-sends a POST",
 }
-
-
-def note(*args):
-    if VERBOSE:
-        print("   ", *args, flush=True)
 
 
 def free_port():
