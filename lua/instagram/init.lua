@@ -660,5 +660,7 @@ local helpers = {
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
+require("instagram.subscriptions")(Client, helpers)
+instagram.webhook = require "instagram.webhook"
 
 return instagram

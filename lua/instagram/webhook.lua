@@ -253,7 +253,7 @@ local function entry_events(out, entry)
 end
 
 -- events(raw_body) -> an iterator of normalized events (for ev in it do … end), or nil, err
--- (kind "response") when the body is not a JSON object. Anything unrecognized inside the body is
+-- (kind "response") when the body is not a JSON object (or an array of them). Anything unrecognized inside the body is
 -- an event of kind "unknown" carrying it in `raw`, never an error.
 function M.events(raw_body)
   local fname = "instagram.webhook.events"
@@ -263,15 +263,20 @@ function M.events(raw_body)
     return nil, errors.new("response", derr == "invalid UTF-8" and "webhook body is not valid UTF-8"
       or "webhook body is not valid JSON")
   end
-  if type(doc) ~= "table" or not raw_body:match("^%s*{") then
+  local envelopes = { doc }
+  if raw_body:match("^%s*%[") then
+    envelopes = doc -- some of Meta's examples show an array of envelopes
+  elseif type(doc) ~= "table" then
     return nil, errors.new("response", "webhook body is not a JSON object")
   end
   json.normalize_ids(doc)
   local list = {}
-  if type(doc.entry) == "table" then
-    for _, entry in ipairs(doc.entry) do entry_events(list, entry) end
-  else
-    list[1] = event("unknown", nil, nil, doc)
+  for _, envelope in ipairs(envelopes) do
+    if type(envelope) == "table" and type(envelope.entry) == "table" then
+      for _, entry in ipairs(envelope.entry) do entry_events(list, entry) end
+    else
+      list[#list + 1] = event("unknown", nil, nil, envelope)
+    end
   end
   local i = 0
   return function()
