@@ -1,6 +1,7 @@
 -- Runs INSIDE the nginx that spec/ngx/webhook_spec.lua starts: instagram.resty.webhook behind a
 -- few locations, counting what it answered and what reached on_event in a shared dict that
 -- GET /state returns as JSON.
+-- luacheck: globals ngx
 local cjson = require "cjson.safe"
 local receiver = require "instagram.resty.webhook"
 

@@ -117,9 +117,10 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
       assert.not_matches("1", body, 1, true)
       assert.equal(403, (get("hub.challenge=1&hub.verify_token=" .. VERIFY_TOKEN)))
       assert.equal(403, (get("hub.mode&hub.challenge=1&hub.verify_token=" .. VERIFY_TOKEN)))
-      status, _, body = get("hub.mode=subscribe&hub.challenge=%3Cscript%3Ealert(1)%3C%2Fscript%3E&hub.verify_token="
-        .. VERIFY_TOKEN)
+      status, headers, body = get("hub.mode=subscribe&hub.challenge=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+        .. "&hub.verify_token=" .. VERIFY_TOKEN)
       assert.equal(400, status)
+      assert.matches("^text/plain", headers["content-type"])
       assert.not_matches("<script>", body, 1, true)
       assert.not_matches(VERIFY_TOKEN, server:log_tail(), 1, true)
     end)
