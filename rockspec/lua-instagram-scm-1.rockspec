@@ -31,7 +31,7 @@ build = {
     ["instagram.core"] = {
       sources = {
         "src/core.c", "src/url.c", "src/exactid.c", "src/crypto.c", "src/signed.c", "src/session.c",
-        "src/utf8.c",
+        "src/utf8.c", "src/webhook.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)", "src" },
@@ -47,6 +47,9 @@ build = {
     ["instagram.tokens"] = "lua/instagram/tokens.lua",
     ["instagram.media"] = "lua/instagram/media.lua",
     ["instagram.batch"] = "lua/instagram/batch.lua",
+    ["instagram.subscriptions"] = "lua/instagram/subscriptions.lua",
+    ["instagram.webhook"] = "lua/instagram/webhook.lua",
+    ["instagram.resty.webhook"] = "lua/instagram/resty/webhook.lua",
   },
 }
 test = {
