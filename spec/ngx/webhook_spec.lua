@@ -277,3 +277,80 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
     assert.matches("on_event failed for a comment event", server:log_tail(), 1, true)
   end)
 end)
+
+describe("examples/openresty/webhooks.lua #nginx", function()
+  local EXAMPLE_CONF = [[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+worker_processes 1;
+pid ${PREFIX}/nginx.pid;
+error_log ${PREFIX}/logs/error.log warn;
+env IG_WEBHOOK_VERIFY_TOKEN;
+env IG_WEBHOOK_SECRETS;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path ${PREFIX}/tmp/body;
+    proxy_temp_path ${PREFIX}/tmp/proxy;
+    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
+    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
+    scgi_temp_path ${PREFIX}/tmp/scgi;
+    lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/examples/openresty/?.lua;;";
+    lua_package_cpath "${ROOT}/build/5.1/?.so;;";
+    lua_shared_dict ig_webhook_events 4m;
+    lua_shared_dict ig_webhook_dedupe 8m;
+    init_by_lua_block { require("webhooks").init() }
+    server {
+        listen 127.0.0.1:${PORT};
+        location = /webhooks {
+            client_max_body_size 4m;
+            content_by_lua_block { require("webhooks").handle() }
+        }
+        location = /page {
+            content_by_lua_block { ngx.say(require("webhooks").html(ngx.var.arg_account)) }
+        }
+    }
+}
+]]
+  local f, server
+
+  setup(function()
+    f = Fake.start({ quiet = true })
+    local ok, err = pcall(function()
+      server = Nginx.start(EXAMPLE_CONF, { ROOT = Nginx.repo_root() },
+        { IG_WEBHOOK_VERIFY_TOKEN = VERIFY_TOKEN, IG_WEBHOOK_SECRETS = OTHER .. "," .. SECRET })
+    end)
+    if not ok then
+      f:stop()
+      error(err, 0)
+    end
+  end)
+
+  teardown(function()
+    if server then server:stop() end
+    if f then f:stop() end
+  end)
+
+  it("answers the challenge and shows the account's events on its page, escaped", function()
+    local status, _, body = server:get("/webhooks?hub.mode=subscribe&hub.challenge=99&hub.verify_token="
+      .. VERIFY_TOKEN)
+    assert.equal(200, status)
+    assert.equal("99", body)
+    local account = "17841477965412210"
+    local r = f:send_webhook({ url = server.base .. "/webhooks", secret = SECRET,
+      build = { account_id = account, serial = 1, comments = 3, messages = 1 }, times = 2 })
+    assert.is_true(r.deliveries[2].delivered)
+    local deadline = socket.gettime() + 10
+    local page
+    repeat
+      socket.sleep(0.05)
+      _, _, page = server:get("/page?account=" .. account)
+    until select(2, page:gsub('<li class="webhook%-event">', "")) >= 4 or socket.gettime() > deadline
+    assert.equal(4, select(2, page:gsub('<li class="webhook%-event">', ""))) -- the re-send added nothing
+    assert.matches("&lt;b&gt;price?&lt;/b&gt;", page, 1, true)
+    assert.not_matches("<b>price", page, 1, true)
+    assert.matches("ñandú 🇧🇷 #3", page, 1, true) -- sent as \u escapes, shown as UTF-8
+    _, _, page = server:get("/page?account=1")
+    assert.matches("No webhook events yet", page, 1, true)
+  end)
+end)
