@@ -231,7 +231,12 @@ local function entry_events(out, entry)
     return
   end
   local account_id, time = id(entry.id), entry.time
-  local before = #out
+  local unwrapped = entry.field ~= nil and entry.value ~= nil
+  if type(entry.changes) ~= "table" and type(entry.messaging) ~= "table" and not unwrapped then
+    -- standby (handover protocol) and anything new: passed through, never dropped
+    out[#out + 1] = event("unknown", account_id, time, entry)
+    return
+  end
   if type(entry.changes) == "table" then
     for _, change in ipairs(entry.changes) do
       out[#out + 1] = type(change) == "table" and change_event(account_id, time, change)
@@ -245,11 +250,7 @@ local function entry_events(out, entry)
     end
   end
   -- Meta's Instagram-Login example puts field/value straight into the entry
-  if entry.field ~= nil and entry.value ~= nil then
-    out[#out + 1] = change_event(account_id, time, entry)
-  end
-  -- standby (handover protocol) and anything new: passed through, never dropped
-  if #out == before then out[#out + 1] = event("unknown", account_id, time, entry) end
+  if unwrapped then out[#out + 1] = change_event(account_id, time, entry) end
 end
 
 -- events(raw_body) -> an iterator of normalized events (for ev in it do … end), or nil, err
