@@ -125,10 +125,19 @@ function M.verify(raw_body, signature_header, secrets)
   for i, s in ipairs(list) do
     if type(s) ~= "string" or s == "" then raise(fname, "secrets[" .. i .. "] must be a non-empty string") end
   end
-  local index, reason = core.webhook_verify(raw_body, signature_text(fname, signature_header), list)
+  local text = signature_text(fname, signature_header)
+  local index, reason = core.webhook_verify(raw_body, text, list)
   if not index then
-    return nil, errors.new("signature", SIGNATURE_MESSAGES[reason] or "signature refused",
-      { reason = reason }, list)
+    local message = SIGNATURE_MESSAGES[reason] or "signature refused"
+    if reason == "malformed" then
+      -- the header is not secret: say what is wrong with it
+      if text:match("^sha256=") and #text == 71 and text:find("[A-F]") and not text:find("[^%x]", 8) then
+        message = "X-Hub-Signature-256 has upper-case hex digits; Meta sends lower case"
+      elseif #text == 64 and not text:find("[^%x]") then
+        message = "X-Hub-Signature-256 has no 'sha256=' prefix"
+      end
+    end
+    return nil, errors.new("signature", message, { reason = reason }, list)
   end
   return true, index
 end
