@@ -413,3 +413,26 @@ describe("ig:subscribe_webhooks, webhook_subscriptions, unsubscribe_webhooks (fa
     end
   end)
 end)
+
+describe("instagram.resty.webhook.handle misuse", function()
+  it("raises naming the function before touching the request", function()
+    local resty = require "instagram.resty.webhook"
+    local good = { verify_token = "t", secrets = { SECRET }, on_event = function() end }
+    local function with(k, v)
+      local o = {}
+      for key, value in pairs(good) do o[key] = value end
+      o[k] = v
+      return o
+    end
+    for _, opts in ipairs({
+      "x", with("verify_token", ""), with("verify_token", nil), with("secrets", nil), with("secrets", { "" }),
+      with("on_event", "f"), with("max_body", 0), with("max_body", 1.5), with("dedupe", 42),
+      with("dedupe", { add = "no" }), with("dedupe_ttl", -1),
+    }) do
+      local ok, err = pcall(resty.handle, opts)
+      assert.is_false(ok)
+      assert.matches("^instagram%.resty%.webhook%.handle: ", err)
+      assert.not_matches(SECRET, err, 1, true)
+    end
+  end)
+end)
