@@ -31,7 +31,7 @@ build = {
     ["instagram.core"] = {
       sources = {
         "src/core.c", "src/url.c", "src/exactid.c", "src/crypto.c", "src/signed.c", "src/session.c",
-        "src/utf8.c",
+        "src/utf8.c", "src/webhook.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)", "src" },
@@ -52,6 +52,9 @@ build = {
     ["instagram.publishing"] = "lua/instagram/publishing.lua",
     ["instagram.comments"] = "lua/instagram/comments.lua",
     ["instagram.insights"] = "lua/instagram/insights.lua",
+    ["instagram.subscriptions"] = "lua/instagram/subscriptions.lua",
+    ["instagram.webhook"] = "lua/instagram/webhook.lua",
+    ["instagram.resty.webhook"] = "lua/instagram/resty/webhook.lua",
   },
 }
 test = {

@@ -731,5 +731,7 @@ instagram.publishing(Client, helpers)
 require("instagram.comments")(Client, helpers)
 instagram.insights = require("instagram.insights")
 instagram.insights(Client, helpers)
+require("instagram.subscriptions")(Client, helpers)
+instagram.webhook = require "instagram.webhook"
 
 return instagram

@@ -199,6 +199,11 @@ function Fake:token_info(token)
     return rec
 end
 
+--- Signs and POSTs a webhook delivery to spec.url (see spec/support/README.md, "Webhooks").
+function Fake:send_webhook(spec)
+    return self:_call("POST", "webhook", spec)
+end
+
 --- Stops nginx and removes the prefix; safe to call twice.
 function Fake:stop()
     if self.stopped then return end

@@ -102,6 +102,9 @@ function actions.issue_token(body)
     return { access_token = token, record = rec }
 end
 
+-- signs and POSTs a webhook delivery (spec/support/fake/webhooks.lua)
+function actions.webhook(body) return require("webhooks").send(body) end
+
 function actions.token(body)
     return { record = state.get_token(body.access_token or "") or cjson.null }
 end
