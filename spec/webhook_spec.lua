@@ -380,8 +380,10 @@ describe("ig:subscribe_webhooks, webhook_subscriptions, unsubscribe_webhooks (fa
     assert.same({ "comments", "messages" }, subs[1].subscribed_fields)
     local post = f:log("/me/subscribed_apps")[2]
     assert.equal("POST", post.method)
-    assert.equal("comments,messages", post.args.subscribed_fields)
+    assert.equal("comments,messages", post.form.subscribed_fields)
+    assert.equal("", post.query) -- the token and the fields ride in the form body
     assert.is_true(assert(ig:unsubscribe_webhooks(token)))
+    assert.equal("DELETE", f:log("/me/subscribed_apps")[4].method)
     assert.same({}, assert(ig:webhook_subscriptions(token)))
     assert.is_true(assert(ig:subscribe_webhooks(token, "live_comments")))
     assert.same({ "live_comments" }, ig:webhook_subscriptions(token)[1].subscribed_fields)

@@ -4,15 +4,14 @@ local errors = require "instagram.errors"
 local json = require "instagram.json"
 
 return function(Client, h)
-  local function post(self, token, params)
-    local req, secrets = self:_graph_request(token, "me/subscribed_apps", params)
-    req.method = "POST"
-    -- a POST: _send never retries it
-    local body, res = self:_send(req, secrets)
+  -- write(token, method, params, idempotent) -> true | nil, err: a POST (subscribe) is sent once,
+  -- a DELETE (unsubscribe) is idempotent and retried like a GET
+  local function write(self, token, method, params, idempotent)
+    local body, res = self:_graph_write(token, method, "me/subscribed_apps", params, idempotent)
     if not body then return nil, res end
     if body.success ~= true then
       return nil, errors.new("response", "subscribed_apps did not answer success",
-        { status = res.status }, secrets)
+        { status = res.status }, self:_secrets(token))
     end
     return true
   end
@@ -22,7 +21,7 @@ return function(Client, h)
     local fname = "ig:subscribe_webhooks"
     h.check_self(fname, self)
     token = h.token_string(fname, token)
-    return post(self, token, { subscribed_fields = h.fields_string(fname, fields) })
+    return write(self, token, "POST", { subscribed_fields = h.fields_string(fname, fields) }, false)
   end
 
   -- ig:webhook_subscriptions(token) -> array of {id, name, subscribed_fields = {…}} (empty when
@@ -51,12 +50,15 @@ return function(Client, h)
     return out
   end
 
-  -- ig:unsubscribe_webhooks(token) -> true. Sent as POST with method=delete, the Graph API's
-  -- method override (both transports speak GET and POST only).
+  -- ig:unsubscribe_webhooks(token) -> true (DELETE /me/subscribed_apps)
   function Client:unsubscribe_webhooks(token)
     local fname = "ig:unsubscribe_webhooks"
     h.check_self(fname, self)
     token = h.token_string(fname, token)
-    return post(self, token, { method = "delete" })
+    return write(self, token, "DELETE", {}, true)
+  end
+
+  for _, name in ipairs({ "subscribe_webhooks", "webhook_subscriptions", "unsubscribe_webhooks" }) do
+    h.BATCHABLE[name] = true
   end
 end

@@ -251,11 +251,16 @@ end
 
 M.page, M.parse_fields = page, parse_fields
 
-function M.handle(req)
+-- The request's token: the access_token query parameter, then a form body's, then Bearer.
+function M.token_of(req)
     local token = util.single(req.args, "access_token")
     if token == nil and req.form then token = util.single(req.form, "access_token") end
     if token == nil then token = M.bearer(req.headers) end
-    local rec, err = tokens.check(token or nil)
+    return token
+end
+
+function M.handle(req)
+    local rec, err = tokens.check(M.token_of(req) or nil)
     if not rec then return M.with_usage(err, nil) end
     return M.with_usage(route(req, rec), rec)
 end

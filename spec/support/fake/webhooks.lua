@@ -33,9 +33,7 @@ local function subscription(user_key)
 end
 
 function M.subscribed_apps(req)
-    local token = util.single(req.args, "access_token")
-    if token == nil then token = graph.bearer(req.headers) end
-    local rec, err = tokens.check(token or nil)
+    local rec, err = tokens.check(graph.token_of(req) or nil)
     if not rec then return graph.with_usage(err, nil) end
     local users = require("state").config().users
     local user = users[rec.user_key]
