@@ -57,7 +57,7 @@ local SECURITY_HEADERS = {
     .. "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 local USER_FIELDS = {
-  instagram_login = { "id", "username", "name", "profile_picture_url", "media_count" },
+  instagram_login = { "id", "user_id", "username", "name", "profile_picture_url", "media_count" },
   basic_display = { "id", "username", "media_count" },
 }
 local MEDIA_FIELDS = { "id", "media_type", "media_url", "thumbnail_url", "permalink", "caption" }
@@ -360,6 +360,8 @@ function M.me()
   end
   out[#out + 1] = "</ul>"
   if #(media.data or {}) == 0 then out[#out + 1] = "<p>No posts yet.</p>" end
+  -- webhook events carry the account's user_id (entry.id), not the app-scoped id
+  out[#out + 1] = require("webhooks").html(user.user_id or user.id)
   out[#out + 1] = logout_form(sid)
   return page(200, "Logged in", table.concat(out))
 end

@@ -1,19 +1,11 @@
 -- Webhooks for the example app: the /webhooks location answers Meta's verification GET and takes
 -- signed deliveries (instagram.resty.webhook); each new event is kept, newest first, in the
 -- ig_webhook_events shared dict under the account it is about, for that account's page.
---
--- nginx.conf (next to the app's own lines):
---   env IG_WEBHOOK_VERIFY_TOKEN;   # the token typed into the App Dashboard's webhook settings
---   env IG_WEBHOOK_SECRETS;        # optional, comma-separated; default IG_APP_SECRET
---   lua_shared_dict ig_webhook_events 4m;
---   lua_shared_dict ig_webhook_dedupe 8m;
---   init_by_lua_block { require("app").init(); require("webhooks").init() }
---   location = /webhooks {
---       client_max_body_size 4m;
---       content_by_lua_block { require("webhooks").handle() }
---   }
--- The page of the logged-in account shows require("webhooks").html(me.user_id): webhooks name an
--- account by its user_id from /me (fields=user_id), not by its id.
+-- examples/openresty/nginx.conf wires it: IG_WEBHOOK_VERIFY_TOKEN (the token typed into the App
+-- Dashboard's webhook settings; without it /webhooks answers 404) and IG_WEBHOOK_SECRETS
+-- (comma-separated; default IG_APP_SECRET). The logged-in account's page shows
+-- require("webhooks").html(me.user_id): webhooks name an account by its user_id from /me
+-- (fields=user_id), not by its id.
 local receiver = require "instagram.resty.webhook"
 local cjson = require "cjson.safe"
 

@@ -46,7 +46,7 @@ local function start_app(f, env)
   local template = assert(Nginx.read_file(root .. "/examples/openresty/nginx.conf"))
   local all = {
     IG_APP_ID = APP_ID, IG_APP_SECRET = SECRET, IG_REDIRECT_URI = "https://localhost/auth/",
-    IG_COOKIE_SECRET = COOKIE_SECRET, IG_TIMEOUT = "1",
+    IG_COOKIE_SECRET = COOKIE_SECRET, IG_TIMEOUT = "1", IG_WEBHOOK_VERIFY_TOKEN = "example-verify-token",
     -- nginx verifies names, not IP SANs: the fake as "localhost"
     IG_ENDPOINT_BASE = (f.https:gsub("127%.0%.0%.1", "localhost")),
   }
@@ -170,6 +170,30 @@ describe("examples/openresty login app #nginx", function()
     assert.equal(7, items)
     assert.matches('<form method="post" action="/logout">', body, 1, true)
     assert.matches("script-src 'self'", headers["content-security-policy"], 1, true)
+  end)
+
+  it("takes signed webhook deliveries at /webhooks and shows their events on the account's page", function()
+    -- Meta's verification GET (answered by the receiver as text/plain, not as one of the app's pages)
+    local status, _, body = server:get("/webhooks?hub.mode=subscribe&hub.verify_token=example-verify-token"
+      .. "&hub.challenge=1158201444")
+    assert.equal(200, status)
+    assert.equal("1158201444", body)
+    local sent = f:send_webhook({ url = server.base .. "/webhooks", secret = SECRET,
+      build = { account_id = "17841477965412210", serial = 7, comments = 2 } })
+    assert.is_true(sent.deliveries[1].delivered)
+    local forged = f:send_webhook({ url = server.base .. "/webhooks", secret = "not-the-app-secret",
+      build = { account_id = "17841477965412210", serial = 8, comments = 1 } })
+    assert.is_false(forged.deliveries[1].delivered)
+    require("socket").sleep(0.2) -- events are stored from a timer, after the 200
+
+    local state, query = login()
+    local _, headers = get("/auth/?" .. query, "ig_state=" .. state)
+    local sid = cookies(headers).ig_sid.value
+    seen[#seen + 1] = sid
+    status, _, body = get("/me", "ig_sid=" .. sid)
+    assert.equal(200, status)
+    assert.equal(2, select(2, body:gsub('class="webhook%-event"', "")))
+    assert.truthy(body:find("&lt;b&gt;", 1, true)) -- the comments' markup comes out escaped
   end)
 
   it("sends a reload of the callback after a login that worked to /me, without a second exchange", function()
