@@ -8,7 +8,7 @@ Error.__index = Error
 
 local KINDS = {
   denied = true, callback = true, state = true, network = true, timeout = true,
-  tls = true, http = true, api = true, response = true, signature = true,
+  tls = true, http = true, api = true, response = true, signature = true, store = true,
 }
 
 local RATE_LIMIT_CODES = { [4] = true, [17] = true, [32] = true, [613] = true }
