@@ -661,4 +661,10 @@ require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
 
+-- 0.2: stores, the token keeper and the cached feed
+instagram.store = require "instagram.store"
+instagram.keeper = require "instagram.keeper"
+instagram.feed = require "instagram.feed"
+instagram.cdn_expiry = instagram.feed.cdn_expiry
+
 return instagram
