@@ -226,8 +226,12 @@ function Feed:get()
       end
       self.store:unlock(self.key, owner)
       -- Instagram failed: the last good copy, only while its URLs still work
-      rec = cur or rec
-      if rec and now < rec.valid_until then return view(rec, true) end
+      self:_remember(cur)
+      local copy = self:_local(now)
+      if copy then
+        copy.stale = true
+        return copy
+      end
       return nil, ferr
     end
     -- another host is refetching: serve stale meanwhile, or wait for its result
