@@ -73,6 +73,11 @@ function H.token(args)
   return { pid = ngx.worker.pid(), token = t and t.access_token, issued_at = t and t.issued_at, err = err_table(err) }
 end
 
+function H.schedule(args)
+  local ok, err = keeper(args.store):schedule(tonumber(args.interval))
+  return { ok = ok and true or false, err = err and tostring(err), worker = ngx.worker.id() }
+end
+
 function H.feed_get()
   local data, err = feed():get()
   return { pid = ngx.worker.pid(), fetched_at = data and data.fetched_at, stale = data and data.stale,

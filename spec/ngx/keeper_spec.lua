@@ -262,6 +262,25 @@ describe("keeper and feed across nginx hosts #nginx", function()
     assert.not_equal(s, first)
   end)
 
+  it("keeper:schedule sweeps from a timer: a due token is refreshed with no request asking for it", function()
+    local single = start_host(1)
+    f:config({ refresh_new_token = true })
+    local s = f:issue_token("jayposiris", { kind = "long", age = 55 * DAY })
+    call(single, "add", { store = "dict", user_id = "7401", token = s, age = 55 * DAY })
+    local out = call(single, "schedule", { store = "dict", interval = 1 })
+    assert.is_true(out.ok, out.err)
+    local deadline = socket.gettime() + 15
+    while #f:log("/refresh_access_token") == 0 do
+      assert(socket.gettime() < deadline, "no sweep ran\n" .. single:log_tail(10))
+      socket.sleep(0.05)
+    end
+    local got = call(single, "token", { store = "dict", user_id = "7401" })
+    assert.is_nil(got.err)
+    assert.not_equal(s, got.token)
+    assert.equal(1, #f:log("/refresh_access_token"))
+    single:stop()
+  end)
+
   it("the Redis store through cosockets", function()
     local out = call(hosts[2], "redis_contract")
     assert.same({ set = true, get = "one", cas = true, cas_wrong = false, keys = { "rc:1" }, owner = true,
