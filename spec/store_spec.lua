@@ -5,6 +5,7 @@ local core = require "instagram.core"
 local Nginx = require "spec.support.nginx"
 local Proc = require "spec.support.proc"
 local Redis = require "spec.support.redis"
+local Fake = require "spec.support.fake"
 local socket = require "socket"
 
 local function contract(name, make)
@@ -248,6 +249,44 @@ describe("redis store", function()
     local s = store.redis({ port = tonumber(port), timeout = 0.3 })
     local v, err = s:get("k")
     listener:close()
+    assert.is_nil(v)
+    assert.equal("store", err.kind)
+  end)
+end)
+
+describe("redis store over TLS", function()
+  local fake, server
+  setup(function()
+    fake = Fake.start({ quiet = true }) -- for its test CA and server certificate (127.0.0.1, localhost)
+    local dir = fake.ca_file:match("^(.*)/[^/]+$")
+    server = Redis.start({ tls = { cert = dir .. "/server.pem", key = dir .. "/server.key", ca = fake.ca_file } })
+  end)
+  teardown(function()
+    if server then server:stop() end
+    if fake then fake:stop() end
+  end)
+
+  it("works with ssl = true against a trusted certificate", function()
+    local s = store.redis({ port = server.port, ssl = true, ca_file = fake.ca_file, prefix = "tls:" })
+    assert.is_true(s:set("k", "v"))
+    assert.equal("v", s:get("k"))
+  end)
+
+  it("refuses a certificate from an unknown CA, or for another name", function()
+    local s = store.redis({ port = server.port, ssl = true, ca_file = fake.untrusted_ca_file })
+    local v, err = s:get("k")
+    assert.is_nil(v)
+    assert.equal("store", err.kind)
+    assert.matches("TLS", err.message)
+    local wrong = store.redis({ port = server.port, ssl = true, ca_file = fake.ca_file, server_name = "wrong.example" })
+    local v2, err2 = wrong:get("k")
+    assert.is_nil(v2)
+    assert.matches("does not name wrong.example", err2.message)
+  end)
+
+  it("plain text to a TLS port is a store error, not a hang", function()
+    local s = store.redis({ port = server.port, timeout = 0.5 })
+    local v, err = s:get("k")
     assert.is_nil(v)
     assert.equal("store", err.kind)
   end)

@@ -127,6 +127,25 @@ function H.redis_contract()
   return out
 end
 
+-- the Redis store over TLS through cosockets; server_name as given (nginx matches names, not IPs)
+function H.redis_tls(args)
+  local s = require("instagram").store.redis({ port = tonumber(args.port), ssl = true, server_name = args.name,
+    prefix = "tls:", timeout = 1 })
+  local ok, err = s:set("k", "v")
+  local again, err2 = s:get("k") -- from the pool this time, still TLS
+  return { set = ok, get = again, err = err_table(err or err2) }
+end
+
+-- a store with the given password, right after one with the right password filled the pool
+function H.redis_auth(args)
+  local redis = require("instagram").store.redis
+  local good = redis({ port = tonumber(args.port), password = args.right, prefix = "auth:" })
+  local ok, err = good:set("k", "v")
+  local other = redis({ port = tonumber(args.port), password = args.wrong, prefix = "auth:" })
+  local v, err2 = other:get("k")
+  return { set = ok, err = err_table(err), other_get = v, other_err = err_table(err2) }
+end
+
 function M.run(name)
   if name == "feed_json" then
     return require("instagram.resty.feed").serve({ feed = feed() })

@@ -2,7 +2,8 @@
 -- persistence; stopped (or killed) by pid. restart() brings it back on the same port.
 --
 --   local Redis = require "spec.support.redis"
---   local r = Redis.start({ password = "..." })   -- r.port, r.pid, r.dir
+--   local r = Redis.start({ password = "...", tls = { cert = pem, key = pem, ca = pem } })  -- r.port, r.pid
+--   (with tls, the one port speaks TLS only)
 --   r:stop()                                        -- always, e.g. in teardown()
 local socket = require "socket"
 local Nginx = require "spec.support.nginx"
@@ -19,11 +20,17 @@ end
 
 function M:_launch()
   local conf = {
-    "bind 127.0.0.1", "port " .. self.port, "save ''", "appendonly no", "daemonize yes",
+    "bind 127.0.0.1", self.tls and "port 0" or ("port " .. self.port), "save ''", "appendonly no", "daemonize yes",
     "dir " .. self.dir, "pidfile " .. self.dir .. "/redis.pid", "logfile " .. self.dir .. "/redis.log",
     "protected-mode yes",
   }
   if self.password then conf[#conf + 1] = "requirepass " .. self.password end
+  if self.tls then
+    for _, line in ipairs({ "tls-port " .. self.port, "tls-cert-file " .. self.tls.cert,
+      "tls-key-file " .. self.tls.key, "tls-ca-cert-file " .. self.tls.ca, "tls-auth-clients no" }) do
+      conf[#conf + 1] = line
+    end
+  end
   local f = assert(io.open(self.dir .. "/redis.conf", "w"))
   f:write(table.concat(conf, "\n"), "\n")
   f:close()
@@ -48,7 +55,7 @@ end
 
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({ password = opts.password }, M)
+  local self = setmetatable({ password = opts.password, tls = opts.tls }, M)
   self.dir = Nginx.mktemp_dir("redis")
   self.port = Nginx.free_ports(1)[1]
   self:_launch()

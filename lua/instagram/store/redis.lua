@@ -5,6 +5,7 @@
 -- script, so a lock that lapsed and went to another host is never released by the first; a cas
 -- is a compare-and-set script. The password never leaves this file: not in the store table, not
 -- in any message.
+local core = require "instagram.core"
 local store = require "instagram.store"
 local transport = require "instagram.transport"
 
@@ -127,8 +128,11 @@ function Redis:_connect()
     conn, err = mod:new()
     if not conn then return nil, err end
     conn:set_timeout(self.connect_timeout * 1000)
-    -- one pool per server, db and TLS setting: never hand a connection to the wrong one
-    local pool = string.format("instagram:%s:%d:%d:%s", self.host, self.port, self.db, tostring(self.ssl))
+    -- one pool per server, db and TLS settings: a connection checked for one name or none is never
+    -- handed to a store that wants another; nor one authenticated with another password (by its hash)
+    local pool = string.format("instagram:%s:%d:%d:%s:%s:%s:%s", self.host, self.port, self.db, tostring(self.ssl),
+      tostring(self.server_name or self.host), tostring(self.ssl_verify),
+      core.hmac_sha256_hex("instagram.store.redis pool", self:_password() or ""):sub(1, 16))
     local ok
     ok, err = conn:connect(self.host, self.port, { pool = pool })
     if not ok then return nil, err end
