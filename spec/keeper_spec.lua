@@ -264,6 +264,46 @@ describe("instagram.keeper", function()
       assert.equal(tokens[1], json.decode(s:get("token:4001")).token.access_token)
     end)
 
+    it("a slow refresher whose lock lapsed never puts back an older token", function()
+      local s = store.redis({ port = redis.port, prefix = "slow:" })
+      local fast = keeper_mod.new({ client = client({ clock = socket.gettime }), store = s, lock_ttl = 0.5 })
+      local t = token("4101", 55 * DAY)
+      fast:add(t)
+      -- the first refresh (the slow process's) is answered after 1.5 s; its lock lapses after 0.5 s
+      fake:fault("/refresh_access_token", { delay = 1.5, times = 1 })
+      local cfg = Clients.config(fake)
+      local slow = Proc.spawn(string.format([[
+        local ig = require("instagram").new({ app_id = %q, app_secret = %q, redirect_uri = %q, api = "basic_display",
+          endpoints = { graph = %q, token = %q, authorize = %q }, ca_file = %q, clock = require("socket").gettime })
+        local k = require("instagram.keeper").new({ client = ig, lock_ttl = 0.5,
+          store = require("instagram.store").redis({ port = %d, prefix = "slow:" }) })
+        local t = assert(k:token("4101"))
+        print(string.format("issued_at=%%.6f", t.issued_at))
+      ]], cfg.app_id, cfg.app_secret, cfg.redirect_uri, cfg.endpoints.graph, cfg.endpoints.token,
+        cfg.endpoints.authorize, cfg.ca_file, redis.port))
+      local deadline = socket.gettime() + 10
+      while #fake:log("/refresh_access_token") == 0 do
+        assert(socket.gettime() < deadline, "the slow process never started its refresh")
+        socket.sleep(0.02)
+      end
+      -- this keeper waits out the lapsed lock and refreshes first
+      local mine = assert(fast:token("4101"))
+      local stored_after_mine = json.decode(s:get("token:4101")).token.issued_at
+      assert.is_true(stored_after_mine >= mine.issued_at - 1e-3) -- JSON keeps 14 digits
+      -- a day passes for Instagram before it gets to the slow request, so that one succeeds too,
+      -- with a token newer than ours
+      fake:advance(25 * HOUR)
+      local out = Proc.wait(slow)
+      local theirs = tonumber(out:match("issued_at=([%d.]+)"))
+      assert(theirs, out)
+      assert.equal(2, refreshes())
+      -- the slow one finished last with the newer token: the store holds it, never an older one
+      local final = json.decode(s:get("token:4101")).token.issued_at
+      assert.is_true(final >= stored_after_mine - 1e-3)
+      assert.is_true(theirs > mine.issued_at)
+      assert.is_true(math.abs(final - theirs) < 1e-3)
+    end)
+
     it("Redis down: keeper:token returns kind store within its timeout, then recovers", function()
       local s = store.redis({ port = redis.port, prefix = "kd:", timeout = 0.5 })
       local k = keeper_mod.new({ client = client(), store = s })

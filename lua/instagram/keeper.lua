@@ -130,6 +130,7 @@ local function is_dead_error(err)
 end
 
 -- Marks the account dead (once, by compare-and-set) and calls on_dead when this call made it so.
+-- -> true when marked, false when the record changed meanwhile (another host stored a new token).
 function Keeper:_mark_dead(user_id, rec, raw, err)
   local dead = {
     token = rec.token, state = "dead", reason = err.message, code = err.code, subcode = err.subcode,
@@ -144,20 +145,24 @@ function Keeper:_mark_dead(user_id, rec, raw, err)
       if type(ngx) == "table" and ngx.log then ngx.log(ngx.ERR, "instagram.keeper: on_dead raised: ", cerr) end
     end
   end
-  return true
+  return ok
 end
 
--- Stores `new` in place of `raw` unless someone stored another token meanwhile; returns the token
--- now stored (ours, or theirs when theirs is at least as new).
+-- Stores `new` unless the store already holds a token at least as new (another host refreshed
+-- meanwhile); a compare-and-set, so an older token never replaces a newer one. Returns the token
+-- now stored.
 function Keeper:_store_refreshed(user_id, raw, new)
-  local fresh = { token = new, state = "ok" }
-  local ok, err = self.store:cas(KEY_PREFIX .. user_id, raw, json.encode(fresh))
-  if ok == nil then return nil, err end
-  if ok then return new end
-  local cur, _, lerr = self:_load(user_id)
-  if lerr then return nil, lerr end
-  if cur and cur.state ~= "dead" and (tonumber(cur.token.issued_at) or 0) >= (tonumber(new.issued_at) or 0) then
-    return cur.token
+  local encoded = json.encode({ token = new, state = "ok" })
+  for _ = 1, 5 do
+    local ok, err = self.store:cas(KEY_PREFIX .. user_id, raw, encoded)
+    if ok == nil then return nil, err end
+    if ok then return new end
+    local cur, cur_raw, lerr = self:_load(user_id)
+    if lerr then return nil, lerr end
+    if cur and (tonumber(cur.token.issued_at) or 0) >= (tonumber(new.issued_at) or 0) then
+      return cur.state ~= "dead" and cur.token or new
+    end
+    raw = cur_raw
   end
   return new
 end
@@ -196,8 +201,13 @@ function Keeper:_refresh_locked(user_id)
   local new, rerr = self.client:refresh_token(rec.token)
   if not new then
     if is_dead_error(rerr) then
-      local ok, serr = self:_mark_dead(user_id, rec, raw, rerr)
-      if ok == nil then return nil, serr end
+      local marked, serr = self:_mark_dead(user_id, rec, raw, rerr)
+      if marked == nil then return nil, serr end
+      if not marked then
+        -- the token we sent is dead, but someone stored another one meanwhile: that one counts
+        local cur = self:_load(user_id)
+        if cur and self:_state(cur) == "fresh" then return cur.token end
+      end
       return nil, rerr
     end
     return nil, rerr, rec.token -- a failure worth trying again: the old token may still serve
@@ -240,6 +250,13 @@ function Keeper:token(user_id)
   end
   if state == "due" then return rec.token end -- not refreshed in time, but still valid
   return nil, errors.new("timeout", "waited too long for another host to refresh the token of account " .. user_id)
+end
+
+-- _mark_dead's answer as a sweep count: marked; another host stored a new token meanwhile; a
+-- store failure
+local function mark_outcome(marked)
+  if marked == nil then return "failed" end
+  return marked and "dead" or "not_due"
 end
 
 local function shuffle(list)
@@ -297,8 +314,8 @@ function Keeper:sweep()
           counts.dead = counts.dead + 1
           self.store:unlock(KEY_PREFIX .. user_id, owner)
         elseif state == "expired" then
-          local ok = self:_mark_dead(user_id, rec, raw, expired_error())
-          counts[ok and "dead" or "failed"] = counts[ok and "dead" or "failed"] + 1
+          local outcome = mark_outcome(self:_mark_dead(user_id, rec, raw, expired_error()))
+          counts[outcome] = counts[outcome] + 1
           self.store:unlock(KEY_PREFIX .. user_id, owner)
         else
           group[#group + 1] = { user_id = user_id, owner = owner, rec = rec, raw = raw }
@@ -315,8 +332,8 @@ function Keeper:sweep()
           local stored = self:_store_refreshed(g.user_id, g.raw, r.value)
           counts[stored and "refreshed" or "failed"] = counts[stored and "refreshed" or "failed"] + 1
         elseif is_dead_error(r.err) then
-          local ok = self:_mark_dead(g.user_id, g.rec, g.raw, r.err)
-          counts[ok and "dead" or "failed"] = counts[ok and "dead" or "failed"] + 1
+          local outcome = mark_outcome(self:_mark_dead(g.user_id, g.rec, g.raw, r.err))
+          counts[outcome] = counts[outcome] + 1
         else
           counts.failed = counts.failed + 1
         end
