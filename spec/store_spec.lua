@@ -176,6 +176,59 @@ describe("file store", function()
   end)
 end)
 
+describe("core file functions (src/fileio.c)", function()
+  local dir
+  before_each(function() dir = Nginx.mktemp_dir("fileio") end)
+  after_each(function() Nginx.run("rm -rf " .. Nginx.q(dir)) end)
+
+  it("fail with nil and a message, never raise, on bad paths", function()
+    local ok, err = core.fs_list(dir .. "/missing")
+    assert.is_nil(ok)
+    assert.matches("^opendir: ", err)
+    local f = io.open(dir .. "/file", "w")
+    f:close()
+    ok, err = core.fs_mkdir(dir .. "/file")
+    assert.is_nil(ok)
+    assert.equal("not a directory", err)
+    ok, err = core.fs_write_temp(dir .. "/missing", "x")
+    assert.is_nil(ok)
+    assert.matches("^mkstemp: ", err)
+    ok, err = core.fs_commit(dir .. "/no-tmp", dir .. "/x", dir)
+    assert.is_nil(ok)
+    assert.matches("^rename: ", err)
+    ok, err = core.fs_lock(dir .. "/missing/l", false)
+    assert.is_nil(ok)
+    assert.matches("^open lock file: ", err)
+    ok, err = core.fs_mode(dir .. "/missing")
+    assert.is_nil(ok)
+    assert.matches("^stat: ", err)
+  end)
+
+  it("raise on misuse", function()
+    assert.has_error(function() core.fs_list(nil) end)
+    assert.has_error(function() core.fs_write_temp(dir, nil) end)
+  end)
+
+  it("write_temp keeps every byte, NULs included; a lock unlocks once", function()
+    local data = "a\0b" .. string.rep("x", 100000)
+    local tmp = assert(core.fs_write_temp(dir, data))
+    assert.is_true(core.fs_commit(tmp, dir .. "/v", dir))
+    assert.equal(data, Nginx.read_file(dir .. "/v"))
+    local lock = assert(core.fs_lock(dir .. "/l", false))
+    assert.is_false(core.fs_lock(dir .. "/l", false))
+    assert.is_true(lock:unlock())
+    assert.is_false(lock:unlock())
+    assert.is_truthy(core.fs_lock(dir .. "/l", false))
+    assert.same({}, (function()
+      local extra = {}
+      for _, name in ipairs(core.fs_list(dir)) do
+        if name ~= "v" and name ~= "l" then extra[#extra + 1] = name end
+      end
+      return extra
+    end)())
+  end)
+end)
+
 describe("redis store", function()
   local server
   setup(function() server = Redis.start({ password = "redis-pass-a1b2c3" }) end)

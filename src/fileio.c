@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define FLOCK_MT "instagram.flock"
+#define DIR_MT "instagram.dir"
 
 typedef struct {
     int fd;
@@ -54,28 +55,52 @@ static int l_fs_mode(lua_State *L)
     return 1;
 }
 
+/* The open directory lives in a userdata whose __gc closes it, so a memory error raised while the
+ * names are pushed leaks nothing. */
+typedef struct {
+    DIR *dir;
+} dir_handle;
+
+static int l_dir_gc(lua_State *L)
+{
+    dir_handle *h = (dir_handle *)luaL_checkudata(L, 1, DIR_MT);
+    if (h->dir != NULL) {
+        closedir(h->dir);
+        h->dir = NULL;
+    }
+    return 0;
+}
+
 /* fs_list(dir) -> array of entry names, without . and .. */
 static int l_fs_list(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    DIR *d = opendir(path);
+    dir_handle *h = (dir_handle *)lua_newuserdata(L, sizeof *h);
     struct dirent *ent;
     int n = 0;
-    if (d == NULL) return fail(L, "opendir");
+    h->dir = NULL;
+    luaL_getmetatable(L, DIR_MT);
+    lua_setmetatable(L, -2);
     lua_newtable(L);
+    h->dir = opendir(path);
+    if (h->dir == NULL) return fail(L, "opendir");
     errno = 0;
-    while ((ent = readdir(d)) != NULL) {
-        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
-        lua_pushstring(L, ent->d_name);
-        lua_rawseti(L, -2, ++n);
+    while ((ent = readdir(h->dir)) != NULL) {
+        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) {
+            lua_pushstring(L, ent->d_name);
+            lua_rawseti(L, -2, ++n);
+        }
+        errno = 0;
     }
     if (errno != 0) {
         int e = errno;
-        closedir(d);
+        closedir(h->dir);
+        h->dir = NULL;
         errno = e;
         return fail(L, "readdir");
     }
-    closedir(d);
+    closedir(h->dir);
+    h->dir = NULL;
     return 1;
 }
 
@@ -202,6 +227,11 @@ void ig_open_fileio(lua_State *L)
         {"unlock", l_flock_unlock},
         {NULL, NULL}
     };
+    if (luaL_newmetatable(L, DIR_MT)) {
+        lua_pushcfunction(L, l_dir_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     if (luaL_newmetatable(L, FLOCK_MT)) {
         lua_newtable(L);
         ig_setfuncs(L, methods);
