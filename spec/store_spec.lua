@@ -109,6 +109,11 @@ describe("file store", function()
     assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.lock"))
   end)
 
+  it("a key too long for a file name raises", function()
+    local s = store.file({ dir = tmpdir() })
+    assert.has_error(function() s:get(string.rep(":", 100)) end, "store:get: key too long for the file store")
+  end)
+
   it("one JSON file per key, readable as is", function()
     local dir = tmpdir()
     local s = store.file({ dir = dir })

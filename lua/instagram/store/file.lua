@@ -49,8 +49,17 @@ function File:_dir()
   return self.dir
 end
 
+-- the encoded key must fit a file name (255 bytes) with its ".json"/".lock"/".guard"
+local MAX_NAME = 240
+
+local function name_of(fname, key)
+  local name = encode_key(store.check_key(fname, key))
+  if #name > MAX_NAME then store.raise(fname, "key too long for the file store") end
+  return name
+end
+
 function File:_path(key)
-  return self.dir .. "/" .. encode_key(key) .. ".json"
+  return self.dir .. "/" .. name_of("store", key) .. ".json"
 end
 
 local function read(path)
@@ -65,7 +74,7 @@ local function read(path)
 end
 
 function File:get(key)
-  store.check_key("store:get", key)
+  name_of("store:get", key)
   local dir, err = self:_dir()
   if not dir then return nil, err end
   return read(self:_path(key))
@@ -89,7 +98,7 @@ function File:_guarded(key, fn)
   local dir, err = self:_dir()
   if not dir then return nil, err end
   local guard
-  guard, err = core.fs_lock(self.dir .. "/" .. encode_key(key) .. ".guard", true)
+  guard, err = core.fs_lock(self.dir .. "/" .. name_of("store", key) .. ".guard", true)
   if not guard then return nil, store.error("cannot lock a store file: " .. tostring(err)) end
   local ok, a, b = pcall(fn)
   guard:unlock()
@@ -98,13 +107,13 @@ function File:_guarded(key, fn)
 end
 
 function File:set(key, value)
-  store.check_key("store:set", key)
+  name_of("store:set", key)
   store.check_value("store:set", value)
   return self:_guarded(key, function() return self:_write(key, value) end)
 end
 
 function File:cas(key, old, new)
-  store.check_key("store:cas", key)
+  name_of("store:cas", key)
   if old ~= nil then store.check_value("store:cas", old) end
   store.check_value("store:cas", new)
   return self:_guarded(key, function()
@@ -116,7 +125,7 @@ function File:cas(key, old, new)
 end
 
 function File:delete(key)
-  store.check_key("store:delete", key)
+  name_of("store:delete", key)
   return self:_guarded(key, function()
     local ok, err, code = os.remove(self:_path(key))
     if not ok and code ~= 2 then return nil, store.error("cannot delete a store file: " .. tostring(err)) end
@@ -142,13 +151,13 @@ end
 
 -- ttl is accepted for the common interface; a flock needs none (it ends with its holder).
 function File:lock(key, ttl)
-  store.check_key("store:lock", key)
+  name_of("store:lock", key)
   store.check_ttl("store:lock", ttl)
   local dir, err = self:_dir()
   if not dir then return nil, err end
   if self.locks[key] then return false end
   local handle
-  handle, err = core.fs_lock(dir .. "/" .. encode_key(key) .. ".lock", false)
+  handle, err = core.fs_lock(dir .. "/" .. name_of("store:lock", key) .. ".lock", false)
   if handle == nil then return nil, store.error("cannot lock: " .. tostring(err)) end
   if not handle then return false end
   local owner = store.owner()
@@ -157,7 +166,7 @@ function File:lock(key, ttl)
 end
 
 function File:unlock(key, owner)
-  store.check_key("store:unlock", key)
+  name_of("store:unlock", key)
   local held = self.locks[key]
   if not held or not core.constant_time_equal(held.owner, tostring(owner)) then return false end
   self.locks[key] = nil
