@@ -32,6 +32,8 @@ build = {
       sources = {
         "src/core.c", "src/url.c", "src/exactid.c", "src/crypto.c", "src/signed.c", "src/session.c",
         "src/utf8.c", "src/webhook.c",
+        "src/utf8.c",
+        "src/fileio.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)", "src" },
@@ -55,6 +57,14 @@ build = {
     ["instagram.subscriptions"] = "lua/instagram/subscriptions.lua",
     ["instagram.webhook"] = "lua/instagram/webhook.lua",
     ["instagram.resty.webhook"] = "lua/instagram/resty/webhook.lua",
+    ["instagram.store"] = "lua/instagram/store/init.lua",
+    ["instagram.store.file"] = "lua/instagram/store/file.lua",
+    ["instagram.store.shared_dict"] = "lua/instagram/store/shared_dict.lua",
+    ["instagram.store.redis"] = "lua/instagram/store/redis.lua",
+    ["instagram.store.resp"] = "lua/instagram/store/resp.lua",
+    ["instagram.keeper"] = "lua/instagram/keeper.lua",
+    ["instagram.feed"] = "lua/instagram/feed.lua",
+    ["instagram.resty.feed"] = "lua/instagram/resty/feed.lua",
   },
 }
 test = {

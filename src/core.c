@@ -11,5 +11,6 @@ int luaopen_instagram_core(lua_State *L)
     ig_open_session(L);
     ig_open_utf8(L);
     ig_open_webhook(L);
+    ig_open_fileio(L);
     return 1;
 }

@@ -734,4 +734,10 @@ instagram.insights(Client, helpers)
 require("instagram.subscriptions")(Client, helpers)
 instagram.webhook = require "instagram.webhook"
 
+-- 0.2: stores, the token keeper and the cached feed
+instagram.store = require "instagram.store"
+instagram.keeper = require "instagram.keeper"
+instagram.feed = require "instagram.feed"
+instagram.cdn_expiry = instagram.feed.cdn_expiry
+
 return instagram

@@ -2,6 +2,7 @@
 -- /{media-id}, /{media-id}/children, with fields, field expansion, cursor
 -- paging and usage headers.
 local business = require "business"
+local cdn = require "cdn"
 local fixtures = require "fixtures"
 local resp = require "resp"
 local state = require "state"
@@ -133,6 +134,8 @@ function render_media(m, fields, api)
             if m.children then
                 util.put(out, "children", page(m.children, f.sub, api, {}))
             end
+        elseif f.name == "media_url" or f.name == "thumbnail_url" then
+            util.put(out, f.name, cdn.sign(m[f.name]))
         else
             util.put(out, f.name, m[f.name])
         end
