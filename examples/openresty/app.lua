@@ -292,6 +292,10 @@ function M.callback()
   local long
   long, err = client:exchange_token(short)
   if not long then return upstream_failed("long-lived token exchange", err) end
+  long.user_id = long.user_id or short.user_id -- the long-lived exchange does not repeat it
+  -- the public feed page (feed.lua) shows the account that logged in last; its keeper keeps the token alive
+  local kept, ferr = require("feed").remember(long)
+  if not kept then log(ngx.ERR, "feed: could not keep the token: ", tostring(ferr)) end
 
   -- a new login replaces the browser's old session, if any
   local old = session()

@@ -11,18 +11,8 @@
 -- of hosts; IG_REDIS_PORT, IG_REDIS_DB, and the password from IG_REDIS_PASSWORD, read by the
 -- store itself and never logged), else the shared dict ig_store (one host).
 --
--- nginx.conf, next to examples/openresty/nginx.conf's:
---   env IG_REDIS_HOST; env IG_REDIS_PORT; env IG_REDIS_DB; env IG_REDIS_PASSWORD;
---   http {
---     lua_shared_dict ig_store 10m;
---     init_by_lua_block { require("app").init(); require("feed").init() }
---     init_worker_by_lua_block { require("feed").init_worker() }
---     server {
---       location = /feed/        { content_by_lua_block { require("feed").page() } }
---       location = /feed.json    { content_by_lua_block { require("feed").json() } }
---       location = /feed/refresh { content_by_lua_block { require("feed").refresh() } }
---     }
---   }
+-- examples/openresty/nginx.conf wires it in (the env lines, lua_shared_dict ig_store, init and
+-- init_worker, and the three locations), and app.lua's callback calls remember().
 local instagram = require "instagram"
 local serve = require("instagram.resty.feed").serve
 

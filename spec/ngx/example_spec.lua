@@ -196,6 +196,25 @@ describe("examples/openresty login app #nginx", function()
     assert.truthy(body:find("&lt;b&gt;", 1, true)) -- the comments' markup comes out escaped
   end)
 
+  it("shows the account that logged in on the public feed page, cached, with ETag and 304", function()
+    local state, query = login()
+    local _, headers = get("/auth/?" .. query, "ig_state=" .. state)
+    seen[#seen + 1] = cookies(headers).ig_sid.value
+    local status, _, body = server:get("/feed/")
+    assert.equal(200, status)
+    assert.equal(7, select(2, body:gsub("<img ", "")))
+    local fetches = #f:log(function(e) return e.path:match("/media$") end)
+    local h
+    status, h, body = server:get("/feed.json")
+    assert.equal(200, status)
+    assert.equal(7, #require("cjson").decode(body).items)
+    assert.matches("max%-age=%d+", h["cache-control"])
+    status = server:get("/feed.json", { ["if-none-match"] = h.etag })
+    assert.equal(304, status)
+    -- served from the cache: no further media fetch
+    assert.equal(fetches, #f:log(function(e) return e.path:match("/media$") end))
+  end)
+
   it("sends a reload of the callback after a login that worked to /me, without a second exchange", function()
     local sid, query = session()
     local status, headers = get("/auth/?" .. query, sid)
