@@ -78,6 +78,17 @@ function L.small()
   count_answer(receiver.handle(opts({ max_body = 1024 })))
 end
 
+-- max_body 1024, and how many KiB the Lua heap grew while handle() ran (the collector stopped)
+function L.small_heap()
+  collectgarbage("collect")
+  collectgarbage("stop")
+  local before = collectgarbage("count")
+  local status = receiver.handle(opts({ max_body = 1024 }))
+  state:set("small_heap_kib", collectgarbage("count") - before)
+  collectgarbage("restart")
+  count_answer(status)
+end
+
 function L.custom()
   count_answer(receiver.handle(opts({ dedupe = custom })))
 end

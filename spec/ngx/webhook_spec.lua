@@ -253,6 +253,28 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
     assert.is_nil(state().events)
   end)
 
+  it("413 for a chunked body over max_body spooled to a temp file, without reading it into Lua", function()
+    -- no Content-Length, 4 MiB (client_max_body_size allows 8m): nginx spools it to a file, and
+    -- the receiver must judge it by the file's size, not by reading it whole
+    local chunk = string.rep("x", 64 * 1024)
+    local ok, code = pcall(function()
+      local s = socket.tcp()
+      s:settimeout(10)
+      assert(s:connect("127.0.0.1", server.port))
+      assert(s:send("POST /small_heap HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
+      for _ = 1, 64 do assert(s:send(string.format("%x\r\n", #chunk) .. chunk .. "\r\n")) end
+      assert(s:send("0\r\n\r\n"))
+      local line = s:receive("*l")
+      s:close()
+      return tonumber(line:match("^HTTP/1%.%d (%d+)"))
+    end)
+    assert.is_true(ok, code)
+    assert.equal(413, code)
+    local s = state()
+    assert.is_nil(s.events)
+    assert.is_true(s.small_heap_kib < 512, "the Lua heap grew by " .. s.small_heap_kib .. " KiB")
+  end)
+
   it("answers 400 to a signed body that is not JSON, 405 to other methods", function()
     local r = send("/webhooks", { body = "not json at all" })
     assert.equal(400, r.deliveries[1].attempts[1].status)

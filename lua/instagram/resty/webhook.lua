@@ -32,8 +32,10 @@ local function answer(status, text)
 end
 
 -- The request body exactly as received: nginx keeps it in memory, or, when it is larger than
--- client_body_buffer_size, in a temp file that get_body_data() does not see.
-local function raw_body()
+-- client_body_buffer_size, in a temp file that get_body_data() does not see. A file over
+-- max_body (a chunked body has no Content-Length to refuse it by) is judged by its size and
+-- never read: nil, nil, true.
+local function raw_body(max_body)
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
   if body then return body end
@@ -41,9 +43,15 @@ local function raw_body()
   if not path then return "" end
   local f, err = io.open(path, "rb")
   if not f then return nil, "cannot open the spooled request body: " .. tostring(err) end
-  body = f:read("*a")
+  local size = f:seek("end")
+  if size and size > max_body then
+    f:close()
+    return nil, nil, true
+  end
+  body = size and f:seek("set") and f:read(size)
   f:close()
-  if not body then return nil, "cannot read the spooled request body" end
+  if size == 0 then return "" end
+  if not body or #body ~= size then return nil, "cannot read the spooled request body" end
   return body
 end
 
@@ -114,7 +122,8 @@ local function handle_post(secrets, max_body, on_event, store, ttl)
     ngx.req.discard_body()
     return answer(413, "payload too large\n")
   end
-  local body, err = raw_body()
+  local body, err, oversized = raw_body(max_body)
+  if oversized then return answer(413, "payload too large\n") end
   if not body then
     ngx.log(ngx.ERR, "instagram webhook: ", err)
     return answer(500, "cannot read the body\n")
