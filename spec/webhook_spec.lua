@@ -292,6 +292,32 @@ describe("instagram.webhook.events", function()
     assert.is_true(other[1].raw.something)
   end)
 
+  it("never drops an entry, changes or messaging that is an object instead of an array", function()
+    local evs = collect([[{"object":"instagram","entry":{"id":"1","time":1,
+      "changes":[{"field":"comments","value":{"id":"5"}}]}}]])
+    assert.equal(1, #evs)
+    assert.equal("unknown", evs[1].kind)
+    assert.equal("5", evs[1].raw.entry.changes[1].value.id)
+    evs = collect([[{"object":"instagram","entry":[{"id":"1","time":1520622968,
+      "changes":{"field":"comments","value":{"id":"6"}},
+      "messaging":[{"sender":{"id":"2"},"message":{"mid":"m7","text":"hi"}}]}]}]])
+    assert.equal(2, #evs)
+    local kinds = {}
+    for _, e in ipairs(evs) do kinds[e.kind] = e end
+    assert.equal("m7", kinds.message.mid)
+    assert.equal("6", kinds.unknown.raw.value.id)
+    assert.equal("1", kinds.unknown.account_id)
+    assert.equal(1520622968000, kinds.unknown.time_ms)
+    evs = collect([[{"object":"instagram","entry":[{"id":"1","time":1,
+      "messaging":{"sender":{"id":"2"},"message":{"mid":"m8"}}}]}]])
+    assert.equal(1, #evs)
+    assert.equal("unknown", evs[1].kind)
+    assert.equal("m8", evs[1].raw.messaging.message.mid)
+    -- null and empty lists are still nothing
+    assert.equal(0, #collect('{"object":"instagram","entry":[{"id":"1","changes":null,"messaging":[]}]}'))
+    assert.equal(0, #collect('{"object":"instagram","entry":[]}'))
+  end)
+
   it("returns nil, err for a body that is not JSON, and raises on a non-string", function()
     for _, body in ipairs({ "", "not json", '{"entry":[', "42", '"x"', '{"a":"\255"}' }) do
       local it, err = webhook.events(body)

@@ -234,29 +234,46 @@ local function change_event(account_id, entry_time, change)
   return e
 end
 
+-- v when it is a decoded JSON array (keys 1..n only; an empty object decodes the same as []), else nil
+local function array(v)
+  if type(v) ~= "table" then return nil end
+  local n = #v
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then return nil end
+  end
+  return v
+end
+
+-- present in the JSON: neither absent nor null
+local function present(v)
+  return v ~= nil and v ~= json.null
+end
+
 local function entry_events(out, entry)
   if type(entry) ~= "table" then
     out[#out + 1] = event("unknown", nil, nil, entry)
     return
   end
   local account_id, time = id(entry.id), entry.time
+  local changes, messaging = array(entry.changes), array(entry.messaging)
   local unwrapped = entry.field ~= nil and entry.value ~= nil
-  if type(entry.changes) ~= "table" and type(entry.messaging) ~= "table" and not unwrapped then
+  if not changes and not messaging and not unwrapped then
     -- standby (handover protocol) and anything new: passed through, never dropped
     out[#out + 1] = event("unknown", account_id, time, entry)
     return
   end
-  if type(entry.changes) == "table" then
-    for _, change in ipairs(entry.changes) do
-      out[#out + 1] = type(change) == "table" and change_event(account_id, time, change)
-        or event("unknown", account_id, time, change)
-    end
+  for _, change in ipairs(changes or {}) do
+    out[#out + 1] = type(change) == "table" and change_event(account_id, time, change)
+      or event("unknown", account_id, time, change)
   end
-  if type(entry.messaging) == "table" then
-    for _, item in ipairs(entry.messaging) do
-      out[#out + 1] = type(item) == "table" and messaging_event(account_id, time, item, nil, item)
-        or event("unknown", account_id, time, item)
-    end
+  for _, item in ipairs(messaging or {}) do
+    out[#out + 1] = type(item) == "table" and messaging_event(account_id, time, item, nil, item)
+      or event("unknown", account_id, time, item)
+  end
+  -- a changes or messaging that is there but not an array: kept whole, never dropped
+  if present(entry.changes) and not changes then out[#out + 1] = event("unknown", account_id, time, entry.changes) end
+  if present(entry.messaging) and not messaging then
+    out[#out + 1] = event("unknown", account_id, time, entry.messaging)
   end
   -- Meta's Instagram-Login example puts field/value straight into the entry
   if unwrapped then out[#out + 1] = change_event(account_id, time, entry) end
@@ -282,7 +299,7 @@ function M.events(raw_body)
   json.normalize_ids(doc)
   local list = {}
   for _, envelope in ipairs(envelopes) do
-    if type(envelope) == "table" and type(envelope.entry) == "table" then
+    if type(envelope) == "table" and array(envelope.entry) then
       for _, entry in ipairs(envelope.entry) do entry_events(list, entry) end
     else
       list[#list + 1] = event("unknown", nil, nil, envelope)
