@@ -119,6 +119,10 @@ describe("instagram.webhook.verify", function()
     raises(function() webhook.verify(RAW, RAW_SIG, { SECRET, "" }) end)
     raises(function() webhook.verify(RAW, RAW_SIG, { SECRET, 7 }) end)
     raises(function() webhook.verify(RAW, 42, { SECRET }) end)
+    -- a hole ({ os.getenv("NEW"), os.getenv("OLD") } with NEW unset) or a map would hide secrets
+    raises(function() webhook.verify(RAW, RAW_SIG, { nil, SECRET }) end)
+    raises(function() webhook.verify(RAW, RAW_SIG, { "other", nil, SECRET }) end)
+    raises(function() webhook.verify(RAW, RAW_SIG, { meta = SECRET }) end)
   end)
 end)
 
@@ -455,7 +459,8 @@ describe("instagram.resty.webhook.handle misuse", function()
     for _, opts in ipairs({
       "x", with("verify_token", ""), with("verify_token", nil), with("secrets", nil), with("secrets", { "" }),
       with("on_event", "f"), with("max_body", 0), with("max_body", 1.5), with("dedupe", 42),
-      with("dedupe", { add = "no" }), with("dedupe_ttl", -1),
+      with("dedupe", { add = "no" }), with("dedupe_ttl", -1), with("secrets", { nil, SECRET }),
+      with("secrets", { primary = SECRET }),
     }) do
       local ok, err = pcall(resty.handle, opts)
       assert.is_false(ok)

@@ -119,6 +119,12 @@ function M.verify(raw_body, signature_header, secrets)
   elseif type(secrets) == "table" then
     list = {}
     for i, s in ipairs(secrets) do list[i] = s end
+    for k in pairs(secrets) do
+      -- a nil in the list ({ os.getenv("NEW"), os.getenv("OLD") }) or a named key would hide a secret
+      if type(k) ~= "number" or k < 1 or k > #list or k ~= math.floor(k) then
+        raise(fname, "secrets must be an array of app secrets without holes (secrets[" .. #list + 1 .. "] is nil)")
+      end
+    end
   else
     raise(fname, "secrets must be an array of app secrets or one secret string")
   end

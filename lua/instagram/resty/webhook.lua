@@ -78,8 +78,16 @@ local function check_opts(opts)
   local secrets = opts.secrets
   if type(secrets) == "string" then secrets = { secrets } end
   if type(secrets) ~= "table" then raise(fname, "opts.secrets must be an array of app secrets") end
+  local n = 0
   for i, s in ipairs(secrets) do
     if type(s) ~= "string" or s == "" then raise(fname, "opts.secrets[" .. i .. "] must be a non-empty string") end
+    n = i
+  end
+  for k in pairs(secrets) do
+    -- a nil in the list ({ os.getenv("NEW"), os.getenv("OLD") }) or a named key would hide a secret
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      raise(fname, "opts.secrets must be an array of app secrets without holes (opts.secrets[" .. n + 1 .. "] is nil)")
+    end
   end
   if type(opts.on_event) ~= "function" then raise(fname, "opts.on_event must be a function") end
   local max_body = opts.max_body or DEFAULT_MAX_BODY
