@@ -189,6 +189,7 @@ local function messaging_event(account_id, entry_time, item, field, raw)
     e.mid = str(m.mid)
     e.text = str(m.text)
     e.is_echo = m.is_echo == true or nil
+    e.is_deleted = m.is_deleted == true or nil -- the sender unsent the message with this mid
   elseif type(item.reaction) == "table" then
     local r = item.reaction
     e.kind = "reaction"
@@ -355,7 +356,8 @@ local function identity(e)
   local k = e.kind
   if (k == "comment" or k == "live_comment") and e.id then return { e.id } end
   if k == "mention" and (e.id or e.media_id) then return { e.id or "", e.media_id or "" } end
-  if k == "message" and e.mid then return { e.mid } end
+  -- an unsending carries the mid of the message it removes: a separate event
+  if k == "message" and e.mid then return e.is_deleted and { e.mid, "deleted" } or { e.mid } end
   if k == "postback" and e.mid then return { e.mid, e.payload or "" } end
   if k == "reaction" and e.mid then
     return { e.mid, e.from_id or "", e.action or "", e.reaction or "", e.emoji or "", e.time_ms or "" }
