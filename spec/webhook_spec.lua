@@ -375,9 +375,11 @@ describe("instagram.webhook.dedupe_key", function()
   it("keeps a message and its unsending (is_deleted, same mid) apart", function()
     -- PLATFORM.md §1.5: message.is_deleted arrives with the mid of the message that was unsent
     local sent = collect([[{"object":"instagram","entry":[{"id":"9","time":1762010783728,"messaging":[
-      {"sender":{"id":"1"},"recipient":{"id":"9"},"timestamp":1762010770464,"message":{"mid":"m-9","text":"oops"}}]}]}]])
+      {"sender":{"id":"1"},"recipient":{"id":"9"},"timestamp":1762010770464,
+       "message":{"mid":"m-9","text":"oops"}}]}]}]])
     local unsent = collect([[{"object":"instagram","entry":[{"id":"9","time":1762010799000,"messaging":[
-      {"sender":{"id":"1"},"recipient":{"id":"9"},"timestamp":1762010798000,"message":{"mid":"m-9","is_deleted":true}}]}]}]])
+      {"sender":{"id":"1"},"recipient":{"id":"9"},"timestamp":1762010798000,
+       "message":{"mid":"m-9","is_deleted":true}}]}]}]])
     assert.equal("message", unsent[1].kind)
     assert.equal("m-9", unsent[1].mid)
     assert.is_true(unsent[1].is_deleted)
@@ -385,7 +387,8 @@ describe("instagram.webhook.dedupe_key", function()
     assert.not_equal(webhook.dedupe_key(sent[1]), webhook.dedupe_key(unsent[1]))
     -- and the unsending sent again is still the same event
     local again = collect([[{"object":"instagram","entry":[{"time":1762010799000,"id":"9","messaging":[
-      {"message":{"is_deleted":true,"mid":"m-9"},"timestamp":1762010798000,"recipient":{"id":"9"},"sender":{"id":"1"}}]}]}]])
+      {"message":{"is_deleted":true,"mid":"m-9"},"timestamp":1762010798000,
+       "recipient":{"id":"9"},"sender":{"id":"1"}}]}]}]])
     assert.equal(webhook.dedupe_key(unsent[1]), webhook.dedupe_key(again[1]))
   end)
 
