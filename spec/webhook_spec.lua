@@ -480,7 +480,7 @@ describe("instagram.resty.webhook.handle misuse", function()
       "x", with("verify_token", ""), with("verify_token", nil), with("secrets", nil), with("secrets", { "" }),
       with("on_event", "f"), with("max_body", 0), with("max_body", 1.5), with("dedupe", 42),
       with("dedupe", { add = "no" }), with("dedupe_ttl", -1), with("secrets", { nil, SECRET }),
-      with("secrets", { primary = SECRET }),
+      with("secrets", { primary = SECRET }), with("max_timers", 0), with("max_timers", "200"),
     }) do
       local ok, err = pcall(resty.handle, opts)
       assert.is_false(ok)

@@ -74,6 +74,17 @@ function L.slow()
   })))
 end
 
+-- handlers that take a second, and room for 2 of the worker's timers
+function L.crowded()
+  count_answer(receiver.handle(opts({
+    max_timers = 2,
+    on_event = function(ev)
+      ngx.sleep(1)
+      record(ev)
+    end,
+  })))
+end
+
 function L.small()
   count_answer(receiver.handle(opts({ max_body = 1024 })))
 end

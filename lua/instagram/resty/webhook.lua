@@ -17,6 +17,7 @@ local M = {}
 local DEFAULT_MAX_BODY = 4 * 1024 * 1024 -- 1,000 updates fit many times over
 local DEFAULT_DEDUPE_TTL = 3 * 86400     -- Meta retries for up to 36 hours
 local MAX_HEADERS = 100
+local DEFAULT_MAX_TIMERS = 200           -- below lua_max_running_timers' default of 256
 
 local function raise(fname, msg)
   error(fname .. ": " .. msg, 0)
@@ -96,7 +97,11 @@ local function check_opts(opts)
   end
   local ttl = opts.dedupe_ttl or DEFAULT_DEDUPE_TTL
   if type(ttl) ~= "number" or ttl <= 0 then raise(fname, "opts.dedupe_ttl must be a positive number of seconds") end
-  return secrets, max_body, dedupe_store(fname, opts.dedupe), ttl
+  local max_timers = opts.max_timers or DEFAULT_MAX_TIMERS
+  if type(max_timers) ~= "number" or max_timers ~= math.floor(max_timers) or max_timers < 1 then
+    raise(fname, "opts.max_timers must be a positive integer")
+  end
+  return secrets, max_body, dedupe_store(fname, opts.dedupe), ttl, max_timers
 end
 
 -- Runs in the timer: each event not seen before goes to on_event; a failing handler is logged
@@ -124,7 +129,7 @@ local function deliver(_, events, on_event, store, ttl)
   end
 end
 
-local function handle_post(secrets, max_body, on_event, store, ttl)
+local function handle_post(secrets, max_body, on_event, store, ttl, max_timers)
   local length = tonumber(ngx.var.http_content_length or "")
   if length and length > max_body then
     ngx.req.discard_body()
@@ -153,6 +158,14 @@ local function handle_post(secrets, max_body, on_event, store, ttl)
   local events = {}
   for ev in it do events[#events + 1] = ev end
   if #events > 0 then
+    -- nginx drops a timer that finds lua_max_running_timers already running (an alert in the
+    -- log, the events lost after their 200): without room, no 200, and Meta delivers it again
+    local timers = ngx.timer.running_count() + ngx.timer.pending_count()
+    if timers >= max_timers then
+      ngx.log(ngx.WARN, "instagram webhook: ", timers, " timers running or pending (max_timers ", max_timers,
+        "): answering 503 so Meta delivers again later")
+      return answer(503, "busy\n")
+    end
     local scheduled, terr = ngx.timer.at(0, deliver, events, on_event, store, ttl)
     if not scheduled then
       -- not acknowledged, so Meta delivers it again later
@@ -166,9 +179,11 @@ end
 -- handle(opts) answers the current request and returns the status it answered with.
 -- opts: verify_token, secrets (array; the first matching one wins), on_event(event),
 -- max_body (bytes, default 4 MiB; nginx's client_max_body_size must allow it),
--- dedupe (a lua_shared_dict name or a store with add(key, value, ttl)), dedupe_ttl (seconds).
+-- dedupe (a lua_shared_dict name or a store with add(key, value, ttl)), dedupe_ttl (seconds),
+-- max_timers (default 200: the worker's timers running or pending above which a delivery gets 503;
+-- keep it below lua_max_running_timers).
 function M.handle(opts)
-  local secrets, max_body, store, ttl = check_opts(opts)
+  local secrets, max_body, store, ttl, max_timers = check_opts(opts)
   local method = ngx.req.get_method()
   if method == "GET" or method == "HEAD" then
     -- nothing is logged here: nginx would append the request line, verify token included
@@ -178,7 +193,7 @@ function M.handle(opts)
     end
     return answer(200, challenge)
   elseif method == "POST" then
-    return handle_post(secrets, max_body, opts.on_event, store, ttl)
+    return handle_post(secrets, max_body, opts.on_event, store, ttl, max_timers)
   end
   ngx.header["Allow"] = "GET, POST"
   return answer(405, "method not allowed\n")
