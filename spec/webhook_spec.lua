@@ -372,6 +372,19 @@ describe("instagram.webhook.dedupe_key", function()
     assert.not_equal(webhook.dedupe_key(a[1]), webhook.dedupe_key(other_account[1]))
   end)
 
+  it("keys an unknown event by its data: the same after re-encoding, and the same in Lua 5.4 and LuaJIT", function()
+    local a = collect('{"entry":[{"id":"1","time":1,"changes":[{"field":"new_thing","value":'
+      .. '{"a":0.1,"b":-5,"c":1E2,"d":[true,false,null,{}],"e":"\\u00e1 \\/","f":17841400000000001}}]}]}')
+    local b = collect('{ "entry" : [ { "changes" : [ { "value" : { "f" : "17841400000000001", "e" : "á /",'
+      .. ' "d" : [ true, false, null, { } ], "c" : 100, "b" : -5, "a" : 0.10 }, "field" : "new_thing" } ],'
+      .. ' "time" : 1, "id" : 1 } ] }')
+    assert.equal("unknown", a[1].kind)
+    assert.equal(webhook.dedupe_key(a[1]), webhook.dedupe_key(b[1]))
+    -- the key a host computes is the key every other host computes, whatever its interpreter
+    assert.equal("ig:webhook:unknown:7f5d04614a3ee84b956a4831427ee8ef20b2fee32723034b9d93d881620df790",
+      webhook.dedupe_key(a[1]))
+  end)
+
   it("keeps a message and its unsending (is_deleted, same mid) apart", function()
     -- PLATFORM.md §1.5: message.is_deleted arrives with the mid of the message that was unsent
     local sent = collect([[{"object":"instagram","entry":[{"id":"9","time":1762010783728,"messaging":[
