@@ -119,6 +119,10 @@ describe("instagram.webhook.verify", function()
     raises(function() webhook.verify(RAW, RAW_SIG, { SECRET, "" }) end)
     raises(function() webhook.verify(RAW, RAW_SIG, { SECRET, 7 }) end)
     raises(function() webhook.verify(RAW, 42, { SECRET }) end)
+    -- a hole ({ os.getenv("NEW"), os.getenv("OLD") } with NEW unset) or a map would hide secrets
+    raises(function() webhook.verify(RAW, RAW_SIG, { nil, SECRET }) end)
+    raises(function() webhook.verify(RAW, RAW_SIG, { "other", nil, SECRET }) end)
+    raises(function() webhook.verify(RAW, RAW_SIG, { meta = SECRET }) end)
   end)
 end)
 
@@ -292,6 +296,32 @@ describe("instagram.webhook.events", function()
     assert.is_true(other[1].raw.something)
   end)
 
+  it("never drops an entry, changes or messaging that is an object instead of an array", function()
+    local evs = collect([[{"object":"instagram","entry":{"id":"1","time":1,
+      "changes":[{"field":"comments","value":{"id":"5"}}]}}]])
+    assert.equal(1, #evs)
+    assert.equal("unknown", evs[1].kind)
+    assert.equal("5", evs[1].raw.entry.changes[1].value.id)
+    evs = collect([[{"object":"instagram","entry":[{"id":"1","time":1520622968,
+      "changes":{"field":"comments","value":{"id":"6"}},
+      "messaging":[{"sender":{"id":"2"},"message":{"mid":"m7","text":"hi"}}]}]}]])
+    assert.equal(2, #evs)
+    local kinds = {}
+    for _, e in ipairs(evs) do kinds[e.kind] = e end
+    assert.equal("m7", kinds.message.mid)
+    assert.equal("6", kinds.unknown.raw.value.id)
+    assert.equal("1", kinds.unknown.account_id)
+    assert.equal(1520622968000, kinds.unknown.time_ms)
+    evs = collect([[{"object":"instagram","entry":[{"id":"1","time":1,
+      "messaging":{"sender":{"id":"2"},"message":{"mid":"m8"}}}]}]])
+    assert.equal(1, #evs)
+    assert.equal("unknown", evs[1].kind)
+    assert.equal("m8", evs[1].raw.messaging.message.mid)
+    -- null and empty lists are still nothing
+    assert.equal(0, #collect('{"object":"instagram","entry":[{"id":"1","changes":null,"messaging":[]}]}'))
+    assert.equal(0, #collect('{"object":"instagram","entry":[]}'))
+  end)
+
   it("returns nil, err for a body that is not JSON, and raises on a non-string", function()
     for _, body in ipairs({ "", "not json", '{"entry":[', "42", '"x"', '{"a":"\255"}' }) do
       local it, err = webhook.events(body)
@@ -340,6 +370,39 @@ describe("instagram.webhook.dedupe_key", function()
     local other_account = collect(
       '{"entry":[{"id":"6","time":1,"changes":[{"field":"comments","value":{"id":"77"}}]}]}')
     assert.not_equal(webhook.dedupe_key(a[1]), webhook.dedupe_key(other_account[1]))
+  end)
+
+  it("keys an unknown event by its data: the same after re-encoding, and the same in Lua 5.4 and LuaJIT", function()
+    local a = collect('{"entry":[{"id":"1","time":1,"changes":[{"field":"new_thing","value":'
+      .. '{"a":0.1,"b":-5,"c":1E2,"d":[true,false,null,{}],"e":"\\u00e1 \\/","f":17841400000000001}}]}]}')
+    local b = collect('{ "entry" : [ { "changes" : [ { "value" : { "f" : "17841400000000001", "e" : "á /",'
+      .. ' "d" : [ true, false, null, { } ], "c" : 100, "b" : -5, "a" : 0.10 }, "field" : "new_thing" } ],'
+      .. ' "time" : 1, "id" : 1 } ] }')
+    assert.equal("unknown", a[1].kind)
+    assert.equal(webhook.dedupe_key(a[1]), webhook.dedupe_key(b[1]))
+    -- the key a host computes is the key every other host computes, whatever its interpreter
+    assert.equal("ig:webhook:unknown:7f5d04614a3ee84b956a4831427ee8ef20b2fee32723034b9d93d881620df790",
+      webhook.dedupe_key(a[1]))
+  end)
+
+  it("keeps a message and its unsending (is_deleted, same mid) apart", function()
+    -- PLATFORM.md §1.5: message.is_deleted arrives with the mid of the message that was unsent
+    local sent = collect([[{"object":"instagram","entry":[{"id":"9","time":1762010783728,"messaging":[
+      {"sender":{"id":"1"},"recipient":{"id":"9"},"timestamp":1762010770464,
+       "message":{"mid":"m-9","text":"oops"}}]}]}]])
+    local unsent = collect([[{"object":"instagram","entry":[{"id":"9","time":1762010799000,"messaging":[
+      {"sender":{"id":"1"},"recipient":{"id":"9"},"timestamp":1762010798000,
+       "message":{"mid":"m-9","is_deleted":true}}]}]}]])
+    assert.equal("message", unsent[1].kind)
+    assert.equal("m-9", unsent[1].mid)
+    assert.is_true(unsent[1].is_deleted)
+    assert.is_nil(sent[1].is_deleted)
+    assert.not_equal(webhook.dedupe_key(sent[1]), webhook.dedupe_key(unsent[1]))
+    -- and the unsending sent again is still the same event
+    local again = collect([[{"object":"instagram","entry":[{"time":1762010799000,"id":"9","messaging":[
+      {"message":{"is_deleted":true,"mid":"m-9"},"timestamp":1762010798000,
+       "recipient":{"id":"9"},"sender":{"id":"1"}}]}]}]])
+    assert.equal(webhook.dedupe_key(unsent[1]), webhook.dedupe_key(again[1]))
   end)
 
   it("raises on misuse, naming the function", function()
@@ -429,7 +492,8 @@ describe("instagram.resty.webhook.handle misuse", function()
     for _, opts in ipairs({
       "x", with("verify_token", ""), with("verify_token", nil), with("secrets", nil), with("secrets", { "" }),
       with("on_event", "f"), with("max_body", 0), with("max_body", 1.5), with("dedupe", 42),
-      with("dedupe", { add = "no" }), with("dedupe_ttl", -1),
+      with("dedupe", { add = "no" }), with("dedupe_ttl", -1), with("secrets", { nil, SECRET }),
+      with("secrets", { primary = SECRET }), with("max_timers", 0), with("max_timers", "200"),
     }) do
       local ok, err = pcall(resty.handle, opts)
       assert.is_false(ok)

@@ -119,6 +119,12 @@ function M.verify(raw_body, signature_header, secrets)
   elseif type(secrets) == "table" then
     list = {}
     for i, s in ipairs(secrets) do list[i] = s end
+    for k in pairs(secrets) do
+      -- a nil in the list ({ os.getenv("NEW"), os.getenv("OLD") }) or a named key would hide a secret
+      if type(k) ~= "number" or k < 1 or k > #list or k ~= math.floor(k) then
+        raise(fname, "secrets must be an array of app secrets without holes (secrets[" .. #list + 1 .. "] is nil)")
+      end
+    end
   else
     raise(fname, "secrets must be an array of app secrets or one secret string")
   end
@@ -183,6 +189,7 @@ local function messaging_event(account_id, entry_time, item, field, raw)
     e.mid = str(m.mid)
     e.text = str(m.text)
     e.is_echo = m.is_echo == true or nil
+    e.is_deleted = m.is_deleted == true or nil -- the sender unsent the message with this mid
   elseif type(item.reaction) == "table" then
     local r = item.reaction
     e.kind = "reaction"
@@ -234,29 +241,46 @@ local function change_event(account_id, entry_time, change)
   return e
 end
 
+-- v when it is a decoded JSON array (keys 1..n only; an empty object decodes the same as []), else nil
+local function array(v)
+  if type(v) ~= "table" then return nil end
+  local n = #v
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then return nil end
+  end
+  return v
+end
+
+-- present in the JSON: neither absent nor null
+local function present(v)
+  return v ~= nil and v ~= json.null
+end
+
 local function entry_events(out, entry)
   if type(entry) ~= "table" then
     out[#out + 1] = event("unknown", nil, nil, entry)
     return
   end
   local account_id, time = id(entry.id), entry.time
+  local changes, messaging = array(entry.changes), array(entry.messaging)
   local unwrapped = entry.field ~= nil and entry.value ~= nil
-  if type(entry.changes) ~= "table" and type(entry.messaging) ~= "table" and not unwrapped then
+  if not changes and not messaging and not unwrapped then
     -- standby (handover protocol) and anything new: passed through, never dropped
     out[#out + 1] = event("unknown", account_id, time, entry)
     return
   end
-  if type(entry.changes) == "table" then
-    for _, change in ipairs(entry.changes) do
-      out[#out + 1] = type(change) == "table" and change_event(account_id, time, change)
-        or event("unknown", account_id, time, change)
-    end
+  for _, change in ipairs(changes or {}) do
+    out[#out + 1] = type(change) == "table" and change_event(account_id, time, change)
+      or event("unknown", account_id, time, change)
   end
-  if type(entry.messaging) == "table" then
-    for _, item in ipairs(entry.messaging) do
-      out[#out + 1] = type(item) == "table" and messaging_event(account_id, time, item, nil, item)
-        or event("unknown", account_id, time, item)
-    end
+  for _, item in ipairs(messaging or {}) do
+    out[#out + 1] = type(item) == "table" and messaging_event(account_id, time, item, nil, item)
+      or event("unknown", account_id, time, item)
+  end
+  -- a changes or messaging that is there but not an array: kept whole, never dropped
+  if present(entry.changes) and not changes then out[#out + 1] = event("unknown", account_id, time, entry.changes) end
+  if present(entry.messaging) and not messaging then
+    out[#out + 1] = event("unknown", account_id, time, entry.messaging)
   end
   -- Meta's Instagram-Login example puts field/value straight into the entry
   if unwrapped then out[#out + 1] = change_event(account_id, time, entry) end
@@ -282,7 +306,7 @@ function M.events(raw_body)
   json.normalize_ids(doc)
   local list = {}
   for _, envelope in ipairs(envelopes) do
-    if type(envelope) == "table" and type(envelope.entry) == "table" then
+    if type(envelope) == "table" and array(envelope.entry) then
       for _, entry in ipairs(envelope.entry) do entry_events(list, entry) end
     else
       list[#list + 1] = event("unknown", nil, nil, envelope)
@@ -332,7 +356,8 @@ local function identity(e)
   local k = e.kind
   if (k == "comment" or k == "live_comment") and e.id then return { e.id } end
   if k == "mention" and (e.id or e.media_id) then return { e.id or "", e.media_id or "" } end
-  if k == "message" and e.mid then return { e.mid } end
+  -- an unsending carries the mid of the message it removes: a separate event
+  if k == "message" and e.mid then return e.is_deleted and { e.mid, "deleted" } or { e.mid } end
   if k == "postback" and e.mid then return { e.mid, e.payload or "" } end
   if k == "reaction" and e.mid then
     return { e.mid, e.from_id or "", e.action or "", e.reaction or "", e.emoji or "", e.time_ms or "" }

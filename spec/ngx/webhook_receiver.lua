@@ -74,8 +74,30 @@ function L.slow()
   })))
 end
 
+-- handlers that take a second, and room for 2 of the worker's timers
+function L.crowded()
+  count_answer(receiver.handle(opts({
+    max_timers = 2,
+    on_event = function(ev)
+      ngx.sleep(1)
+      record(ev)
+    end,
+  })))
+end
+
 function L.small()
   count_answer(receiver.handle(opts({ max_body = 1024 })))
+end
+
+-- max_body 1024, and how many KiB the Lua heap grew while handle() ran (the collector stopped)
+function L.small_heap()
+  collectgarbage("collect")
+  collectgarbage("stop")
+  local before = collectgarbage("count")
+  local status = receiver.handle(opts({ max_body = 1024 }))
+  state:set("small_heap_kib", collectgarbage("count") - before)
+  collectgarbage("restart")
+  count_answer(status)
 end
 
 function L.custom()

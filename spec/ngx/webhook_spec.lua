@@ -195,6 +195,25 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
     assert.equal(1, s.events)
   end)
 
+  it("answers 503 rather than acknowledge a delivery it has no timer for (nginx drops timers over its limit)",
+    function()
+    -- lua_max_running_timers: a timer that finds no room is dropped with an alert, so a 200 given
+    -- for it would lose its events; above max_timers the receiver answers 503 and Meta re-sends
+    local ok200, busy = 0, 0
+    for i = 1, 5 do
+      local r = send("/crowded", { build = { serial = 9500 + i, comments = 1 } })
+      local status = r.deliveries[1].attempts[1].status
+      if status == 200 then ok200 = ok200 + 1 elseif status == 503 then busy = busy + 1 end
+    end
+    assert.equal(5, ok200 + busy)
+    assert.is_true(busy >= 1, "every delivery was acknowledged")
+    assert.is_true(ok200 >= 2)
+    -- every acknowledged delivery is processed
+    local s = wait_for(function(x) return (x.events or 0) >= ok200 end)
+    assert.equal(ok200, s.events)
+    assert.matches("answering 503", server:log_tail(), 1, true)
+  end)
+
   it("never processes a forged, sha1-only or unsigned delivery, and logs none of it", function()
     local marker_serial = 9001
     local forged = send("/webhooks", { build = { serial = marker_serial, comments = 2, messages = 1 },
@@ -251,6 +270,28 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
     assert.is_true(ok, code)
     assert.equal(413, code)
     assert.is_nil(state().events)
+  end)
+
+  it("413 for a chunked body over max_body spooled to a temp file, without reading it into Lua", function()
+    -- no Content-Length, 4 MiB (client_max_body_size allows 8m): nginx spools it to a file, and
+    -- the receiver must judge it by the file's size, not by reading it whole
+    local chunk = string.rep("x", 64 * 1024)
+    local ok, code = pcall(function()
+      local s = socket.tcp()
+      s:settimeout(10)
+      assert(s:connect("127.0.0.1", server.port))
+      assert(s:send("POST /small_heap HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
+      for _ = 1, 64 do assert(s:send(string.format("%x\r\n", #chunk) .. chunk .. "\r\n")) end
+      assert(s:send("0\r\n\r\n"))
+      local line = s:receive("*l")
+      s:close()
+      return tonumber(line:match("^HTTP/1%.%d (%d+)"))
+    end)
+    assert.is_true(ok, code)
+    assert.equal(413, code)
+    local s = state()
+    assert.is_nil(s.events)
+    assert.is_true(s.small_heap_kib < 512, "the Lua heap grew by " .. s.small_heap_kib .. " KiB")
   end)
 
   it("answers 400 to a signed body that is not JSON, 405 to other methods", function()

@@ -17,6 +17,7 @@ local M = {}
 local DEFAULT_MAX_BODY = 4 * 1024 * 1024 -- 1,000 updates fit many times over
 local DEFAULT_DEDUPE_TTL = 3 * 86400     -- Meta retries for up to 36 hours
 local MAX_HEADERS = 100
+local DEFAULT_MAX_TIMERS = 200           -- below lua_max_running_timers' default of 256
 
 local function raise(fname, msg)
   error(fname .. ": " .. msg, 0)
@@ -32,8 +33,10 @@ local function answer(status, text)
 end
 
 -- The request body exactly as received: nginx keeps it in memory, or, when it is larger than
--- client_body_buffer_size, in a temp file that get_body_data() does not see.
-local function raw_body()
+-- client_body_buffer_size, in a temp file that get_body_data() does not see. A file over
+-- max_body (a chunked body has no Content-Length to refuse it by) is judged by its size and
+-- never read: nil, nil, true.
+local function raw_body(max_body)
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
   if body then return body end
@@ -41,9 +44,15 @@ local function raw_body()
   if not path then return "" end
   local f, err = io.open(path, "rb")
   if not f then return nil, "cannot open the spooled request body: " .. tostring(err) end
-  body = f:read("*a")
+  local size = f:seek("end")
+  if size and size > max_body then
+    f:close()
+    return nil, nil, true
+  end
+  body = size and f:seek("set") and f:read(size)
   f:close()
-  if not body then return nil, "cannot read the spooled request body" end
+  if size == 0 then return "" end
+  if not body or #body ~= size then return nil, "cannot read the spooled request body" end
   return body
 end
 
@@ -70,8 +79,16 @@ local function check_opts(opts)
   local secrets = opts.secrets
   if type(secrets) == "string" then secrets = { secrets } end
   if type(secrets) ~= "table" then raise(fname, "opts.secrets must be an array of app secrets") end
+  local n = 0
   for i, s in ipairs(secrets) do
     if type(s) ~= "string" or s == "" then raise(fname, "opts.secrets[" .. i .. "] must be a non-empty string") end
+    n = i
+  end
+  for k in pairs(secrets) do
+    -- a nil in the list ({ os.getenv("NEW"), os.getenv("OLD") }) or a named key would hide a secret
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      raise(fname, "opts.secrets must be an array of app secrets without holes (opts.secrets[" .. n + 1 .. "] is nil)")
+    end
   end
   if type(opts.on_event) ~= "function" then raise(fname, "opts.on_event must be a function") end
   local max_body = opts.max_body or DEFAULT_MAX_BODY
@@ -80,7 +97,11 @@ local function check_opts(opts)
   end
   local ttl = opts.dedupe_ttl or DEFAULT_DEDUPE_TTL
   if type(ttl) ~= "number" or ttl <= 0 then raise(fname, "opts.dedupe_ttl must be a positive number of seconds") end
-  return secrets, max_body, dedupe_store(fname, opts.dedupe), ttl
+  local max_timers = opts.max_timers or DEFAULT_MAX_TIMERS
+  if type(max_timers) ~= "number" or max_timers ~= math.floor(max_timers) or max_timers < 1 then
+    raise(fname, "opts.max_timers must be a positive integer")
+  end
+  return secrets, max_body, dedupe_store(fname, opts.dedupe), ttl, max_timers
 end
 
 -- Runs in the timer: each event not seen before goes to on_event; a failing handler is logged
@@ -108,13 +129,14 @@ local function deliver(_, events, on_event, store, ttl)
   end
 end
 
-local function handle_post(secrets, max_body, on_event, store, ttl)
+local function handle_post(secrets, max_body, on_event, store, ttl, max_timers)
   local length = tonumber(ngx.var.http_content_length or "")
   if length and length > max_body then
     ngx.req.discard_body()
     return answer(413, "payload too large\n")
   end
-  local body, err = raw_body()
+  local body, err, oversized = raw_body(max_body)
+  if oversized then return answer(413, "payload too large\n") end
   if not body then
     ngx.log(ngx.ERR, "instagram webhook: ", err)
     return answer(500, "cannot read the body\n")
@@ -136,6 +158,14 @@ local function handle_post(secrets, max_body, on_event, store, ttl)
   local events = {}
   for ev in it do events[#events + 1] = ev end
   if #events > 0 then
+    -- nginx drops a timer that finds lua_max_running_timers already running (an alert in the
+    -- log, the events lost after their 200): without room, no 200, and Meta delivers it again
+    local timers = ngx.timer.running_count() + ngx.timer.pending_count()
+    if timers >= max_timers then
+      ngx.log(ngx.WARN, "instagram webhook: ", timers, " timers running or pending (max_timers ", max_timers,
+        "): answering 503 so Meta delivers again later")
+      return answer(503, "busy\n")
+    end
     local scheduled, terr = ngx.timer.at(0, deliver, events, on_event, store, ttl)
     if not scheduled then
       -- not acknowledged, so Meta delivers it again later
@@ -149,9 +179,11 @@ end
 -- handle(opts) answers the current request and returns the status it answered with.
 -- opts: verify_token, secrets (array; the first matching one wins), on_event(event),
 -- max_body (bytes, default 4 MiB; nginx's client_max_body_size must allow it),
--- dedupe (a lua_shared_dict name or a store with add(key, value, ttl)), dedupe_ttl (seconds).
+-- dedupe (a lua_shared_dict name or a store with add(key, value, ttl)), dedupe_ttl (seconds),
+-- max_timers (default 200: the worker's timers running or pending above which a delivery gets 503;
+-- keep it below lua_max_running_timers).
 function M.handle(opts)
-  local secrets, max_body, store, ttl = check_opts(opts)
+  local secrets, max_body, store, ttl, max_timers = check_opts(opts)
   local method = ngx.req.get_method()
   if method == "GET" or method == "HEAD" then
     -- nothing is logged here: nginx would append the request line, verify token included
@@ -161,7 +193,7 @@ function M.handle(opts)
     end
     return answer(200, challenge)
   elseif method == "POST" then
-    return handle_post(secrets, max_body, opts.on_event, store, ttl)
+    return handle_post(secrets, max_body, opts.on_event, store, ttl, max_timers)
   end
   ngx.header["Allow"] = "GET, POST"
   return answer(405, "method not allowed\n")
