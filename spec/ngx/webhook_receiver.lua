@@ -104,6 +104,20 @@ function L.custom()
   count_answer(receiver.handle(opts({ dedupe = custom })))
 end
 
+-- no dedupe option: the worker's own memory
+function L.default()
+  local o = opts()
+  o.dedupe = nil
+  count_answer(receiver.handle(o))
+end
+
+-- an instagram.store (here the shared_dict backend, as a fleet would pass the Redis one)
+local dedupe_store
+function L.store()
+  dedupe_store = dedupe_store or require("instagram.store").shared_dict({ dict = "wh_dedupe" })
+  count_answer(receiver.handle(opts({ dedupe = dedupe_store })))
+end
+
 function L.failing()
   count_answer(receiver.handle(opts({
     on_event = function(ev)

@@ -310,6 +310,20 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
     assert.is_nil(s.dups)
   end)
 
+  for _, where in ipairs({ "default", "store" }) do
+    it("dedupes re-sends with " .. (where == "default" and "no dedupe option (the worker's memory)"
+      or "an instagram.store"), function()
+      local serial = where == "default" and 9501 or 9601
+      local r = send("/" .. where, { build = { serial = serial, comments = 2, messages = 1 }, times = 3 })
+      for _, d in ipairs(r.deliveries) do assert.is_true(d.delivered) end
+      wait_for(function(x) return (x["status:200"] or 0) >= 3 and (x.events or 0) >= 3 end)
+      socket.sleep(0.2) -- every delivery's timer has run
+      local s = state()
+      assert.equal(3, s.events)
+      assert.is_nil(s.dups)
+    end)
+  end
+
   it("keeps going when on_event raises, logging the kind only", function()
     send("/failing", { build = { serial = 9401, comments = 2, messages = 2 } })
     local s = wait_for(function(x) return (x.failing_calls or 0) >= 4 end)

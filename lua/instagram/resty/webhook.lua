@@ -56,18 +56,57 @@ local function raw_body(max_body)
   return body
 end
 
--- The dedupe store: a lua_shared_dict name, or anything with add(key, value, ttl) that returns
--- true for a new key and nil/false, "exists" for a known one (ngx.shared.DICT's own semantics).
+local DEFAULT_DEDUPE_KEYS = 10000 -- the per-worker default: recent keys kept in this worker's memory
+
+-- An instagram.store (file, shared_dict, redis: a host or a whole fleet) as a dedupe store: the
+-- first lock on a key wins, and the lock lapses after ttl.
+local function store_dedupe(store)
+  return {
+    add = function(_, key, _, ttl)
+      local owner, err = store:lock("webhook:" .. key, ttl)
+      if owner then return true end
+      if owner == false then return false, "exists" end
+      return nil, err
+    end,
+  }
+end
+
+-- A worker's own memory, when no dedupe is given: re-sends reaching the same worker are dropped.
+local default_dedupe
+local function worker_dedupe()
+  if not default_dedupe then
+    local cache = assert(require("resty.lrucache").new(DEFAULT_DEDUPE_KEYS))
+    default_dedupe = {
+      add = function(_, key, _, ttl)
+        if cache:get(key) then return false, "exists" end
+        cache:set(key, true, ttl)
+        return true
+      end,
+    }
+  end
+  return default_dedupe
+end
+
+-- The dedupe store: a lua_shared_dict name, an instagram.store, anything with add(key, value, ttl)
+-- that returns true for a new key and nil/false, "exists" for a known one (ngx.shared.DICT's own
+-- semantics); nil for this worker's memory, false for none.
 local function dedupe_store(fname, d)
-  if d == nil or d == false then return nil end
+  if d == false then return nil end
+  if d == nil then return worker_dedupe() end
   if type(d) == "string" then
     local dict = ngx.shared[d]
     if not dict then raise(fname, "opts.dedupe '" .. d .. "' is not a lua_shared_dict") end
     return dict
   end
-  local ok, add = pcall(function() return d.add end)
-  if (type(d) == "table" or type(d) == "userdata") and ok and type(add) == "function" then return d end
-  raise(fname, "opts.dedupe must be a lua_shared_dict name or a store with add(key, value, ttl)")
+  local function method(name)
+    local ok, fn = pcall(function() return d[name] end)
+    return ok and type(fn) == "function"
+  end
+  if type(d) == "table" or type(d) == "userdata" then
+    if method("add") then return d end
+    if method("lock") then return store_dedupe(d) end
+  end
+  raise(fname, "opts.dedupe must be a lua_shared_dict name, an instagram.store, or a store with add(key, value, ttl)")
 end
 
 local function check_opts(opts)
