@@ -5,7 +5,7 @@
 --   module.lua calls BASE N [CA]            exactly N ig:me (callgrind; connection counts)
 --   module.lua exchange BASE N [CA]         N ig:exchange_code -> RESULT {calls}
 --   module.lua batch BASE C ROUNDS          ig:batch of 200 ig:me, concurrency C -> RESULT {seconds = {...}}
---   module.lua memory BASE                  Lua bytes per ig:me, RSS after 10k and 100k calls
+--   module.lua memory BASE CALLS            Lua bytes per ig:me; with CALLS >= 100000, RSS after 10k and 100k
 -- Any failed call raises, so the process exits non-zero and run.lua stops with its message.
 local common = require "bench.common"
 local instagram = require "instagram"
@@ -88,10 +88,12 @@ elseif cmd == "memory" then
   collectgarbage("restart")
   collectgarbage("collect")
   local done, rss = 1200, {}
-  for _, mark in ipairs({ 10000, 100000 }) do
-    for _ = done + 1, mark do me(ig) end
-    done = mark
-    rss[#rss + 1] = common.rss_kib()
+  if (tonumber(arg[3]) or 0) >= 100000 then
+    for _, mark in ipairs({ 10000, 100000 }) do
+      for _ = done + 1, mark do me(ig) end
+      done = mark
+      rss[#rss + 1] = common.rss_kib()
+    end
   end
   ig:close()
   common.result({ bytes_per_call = bytes, rss_10k = rss[1], rss_100k = rss[2] })

@@ -10,7 +10,7 @@ local purelua = require "bench.purelua"
 local cjson = require "cjson.safe"
 
 local ROUNDS = tonumber(arg[1]) or 7
-local ROUND_SECONDS = 0.02 -- per contender per round
+local ROUND_SECONDS = 0.01 -- per contender per round
 local core = instagram.core
 local app = common.APP
 
