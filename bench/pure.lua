@@ -109,20 +109,23 @@ add("decode token response, big user_id", function() return json.decode(token_bo
 
 local now = common.now
 
-local function per_call(fn, n)
-  local t0 = now()
-  for _ = 1, n do fn() end
-  return (now() - t0) / n
+-- a timing loop of its own for each contender: one shared loop would let LuaJIT compile its trace
+-- for the first contender and slow down the others
+local RUNNER = "local fn, n, now = ... local t0 = now() for _ = 1, n do fn() end return (now() - t0) / n"
+local load_source = rawget(_G, "loadstring") or load
+local function runner(fn)
+  local loop = assert(load_source(RUNNER, "=runner"))
+  return function(n) return loop(fn, n, now) end
 end
 
-local function calibrate(fns)
+local function calibrate(runs)
   local slowest = 0
-  for _, fn in ipairs(fns) do
-    if fn then
+  for _, run in ipairs(runs) do
+    if run then
       local n, t = 1, 0
       while t < 0.005 do
         n = n * 2
-        t = per_call(fn, n) * n
+        t = run(n) * n
       end
       slowest = math.max(slowest, t / n)
     end
@@ -142,13 +145,14 @@ end
 
 local out = {}
 for i, row in ipairs(rows) do
-  local fns = row.fns
-  local n = calibrate(fns)
+  local fns, runs = row.fns, {}
+  for j = 1, 3 do runs[j] = fns[j] and runner(fns[j]) end
+  local n = calibrate(runs)
   local samples = { {}, {}, {} }
   for r = 1, ROUNDS do
     for k = 0, 2 do -- rotate who goes first
       local j = (k + r) % 3 + 1
-      if fns[j] then samples[j][r] = per_call(fns[j], n) end
+      if runs[j] then samples[j][r] = runs[j](n) end
     end
   end
   out[i] = {
