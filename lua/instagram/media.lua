@@ -130,8 +130,10 @@ return function(Client, h)
     local origin, next_path
     if type(next_url) == "string" then origin, next_path = split_url(next_url) end
     local graph_origin, graph_base = split_url(self.endpoints.graph)
-    if origin and origin == graph_origin and next_path:sub(1, #graph_base) == graph_base
-        and link_path(next_path:sub(#graph_base + 1)) then
+    -- under the base path: "/ig" or "/ig/...", never "/igx/..."
+    local under_base = origin and next_path:sub(1, #graph_base) == graph_base
+      and (#next_path == #graph_base or next_path:sub(#graph_base + 1, #graph_base + 1) == "/")
+    if origin and origin == graph_origin and under_base and link_path(next_path:sub(#graph_base + 1)) then
       -- same Graph host: follow the link's path and parameters, but with our own token
       path = link_path(next_path:sub(#graph_base + 1))
       params = {}

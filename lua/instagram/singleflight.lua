@@ -10,6 +10,9 @@
 --   backend:set(key, value, ttl)
 --   backend:release(key, owner)  -> deletes key only while it still holds owner
 --   backend:sleep(seconds)       -> true, or false where this context cannot wait
+--   backend:keep(key, owner, ttl) (optional) -> a function that stops it, or nil where it cannot run:
+--                                   keeps the lock on a short lease renewed while its holder lives, so
+--                                   a holder killed mid-work frees it within the lease, not after ttl
 local core = require "instagram.core"
 local errors = require "instagram.errors"
 local json = require "instagram.json"
@@ -19,6 +22,7 @@ local M = {}
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local POLL = 0.05 -- seconds between a waiter's looks
+local LEASE, RENEW = 3, 1 -- a kept lock lives LEASE seconds past its holder's last renewal
 
 local function pack(...)
   return { n = select("#", ...), ... }
@@ -43,6 +47,30 @@ function M.shared_dict(dict)
     sleep = function(_, seconds)
       local ngx = rawget(_G, "ngx")
       return (pcall(ngx.sleep, seconds)) -- raises "API disabled" in phases that cannot yield
+    end,
+    -- A light thread renews the lock while the holder works. nginx kills a request's light threads
+    -- with it (a client abort under lua_check_client_abort, ngx.exit, a crashed worker leaves no
+    -- renewal either), so a holder that dies mid-refresh frees the lock within LEASE seconds; never
+    -- beyond ttl. Where light threads are not allowed, the lock keeps its whole ttl.
+    keep = function(_, key, owner, ttl)
+      local ngx = rawget(_G, "ngx")
+      local thread = type(ngx) == "table" and ngx.thread
+      if type(thread) ~= "table" then return nil end
+      local deadline = ngx.now() + ttl
+      local stopped = false
+      local spawned, th = pcall(thread.spawn, function()
+        while not stopped do
+          local left = deadline - ngx.now()
+          if left <= 0 or dict:get(key) ~= owner then return end
+          dict:set(key, owner, math.min(LEASE, left))
+          ngx.sleep(RENEW)
+        end
+      end)
+      if not spawned or not th then return nil end
+      return function()
+        stopped = true
+        pcall(thread.kill, th)
+      end
     end,
   }
 end
@@ -96,7 +124,9 @@ function M.run(backend, key, opts, fn)
     local taken = backend:add(key, owner, ttl)
     if taken == nil then return fn() end
     if taken then
+      local stop = backend.keep and backend:keep(key, owner, ttl)
       local r = pack(pcall(fn))
+      if stop then stop() end
       if r[1] then
         if r[2] ~= nil then
           local text = json.encode({ ok = true, value = r[2] })

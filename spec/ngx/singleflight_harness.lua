@@ -44,15 +44,19 @@ function H.many(args)
   return { results = out }
 end
 
--- the lock's lifetime while a refresh is in flight, for a client with timeout and retries
+-- the lock while a refresh is in flight, for a client with timeout and retries: its ttl at first,
+-- and its owner then and `hold` seconds later
 function H.ttl(args)
   local dict = ngx.shared.ig_refresh
   local holder = ngx.thread.spawn(refresh, args, { timeout = tonumber(args.timeout), retries = tonumber(args.retries) })
   ngx.sleep(0.2)
   local keys = locks(dict)
   local ttl = keys[1] and dict:ttl(keys[1])
+  local owner = keys[1] and dict:get(keys[1])
+  ngx.sleep(tonumber(args.hold) or 0)
+  local later = keys[1] and dict:get(keys[1])
   local _, r = ngx.thread.wait(holder)
-  return { locks = #keys, ttl = ttl, result = r, left = #locks(dict) }
+  return { locks = #keys, ttl = ttl, same_owner = owner ~= nil and owner == later, result = r, left = #locks(dict) }
 end
 
 -- the holder's lock expires (deleted here) and another owner takes it: the holder must not delete it
@@ -94,6 +98,25 @@ function H.phase(args)
   return { holder = r, sub_status = sub.status, waiter = cjson.decode(out:get("phase") or "null") }
 end
 
+-- GET /sfkill: the holder's request is ended (ngx.exit from a light thread) while its refresh is
+-- in flight, so its code after the refresh never runs
+function M.killed()
+  ngx.shared.ig_refresh:flush_all()
+  local args = ngx.req.get_uri_args()
+  ngx.thread.spawn(function()
+    ngx.sleep(0.3)
+    return ngx.exit(204)
+  end)
+  refresh(args)
+  ngx.say("the holder was not killed")
+end
+
+-- after /sfkill: a caller whose client waits at most 7 s for the lock (timeout 2, no retries)
+function H.after(args)
+  local before = #locks(ngx.shared.ig_refresh)
+  return { locks_before = before, result = refresh(args, { retries = 0, timeout = 2 }) }
+end
+
 -- header_filter_by_lua of /hf
 function M.header_filter()
   local args = ngx.req.get_uri_args()
@@ -105,7 +128,7 @@ end
 function M.run(name)
   local handler = H[name]
   if not handler then return ngx.exit(404) end
-  ngx.shared.ig_refresh:flush_all()
+  if name ~= "after" then ngx.shared.ig_refresh:flush_all() end
   local ok, result = pcall(handler, ngx.req.get_uri_args())
   if not ok then result = { raised = tostring(result) } end
   ngx.header["Content-Type"] = "application/json"

@@ -36,6 +36,9 @@ http {
         location ~ ^/sf/(\w+)$ {
             content_by_lua_block { require("singleflight_harness").run(ngx.var[1]) }
         }
+        location = /sfkill {
+            content_by_lua_block { require("singleflight_harness").killed() }
+        }
         location = /hf {
             content_by_lua_block { ngx.say("sub") }
             header_filter_by_lua_block { require("singleflight_harness").header_filter() }
@@ -109,13 +112,14 @@ describe("refresh_if_needed single-flight inside nginx #nginx", function()
     assert.equal(1, #f:log("/refresh_access_token"))
   end)
 
-  it("keeps the lock for the longest refresh the client's timeout and retries allow", function()
-    f:fault("/refresh_access_token", { delay = 0.5 })
-    -- 3 tries of 20 s, and 2 back-offs of up to 30 s between them
-    local out = get("ttl", { token = token, timeout = 20, retries = 2 })
+  it("keeps the lock as long as its holder refreshes, on a short lease it renews", function()
+    -- a refresh slower than the lease (3 s): the lock is still the holder's after 3.5 s
+    f:fault("/refresh_access_token", { delay = 4 })
+    local out = get("ttl", { token = token, timeout = 20, retries = 2, hold = 3.5 })
     assert.equal(1, out.locks)
-    assert.is_true(out.ttl >= 3 * 20 + 2 * 30 - 1, "lock ttl " .. tostring(out.ttl))
-    assert.is_true(out.result.ok)
+    assert.is_true(out.ttl > 0 and out.ttl <= 3, "lock ttl " .. tostring(out.ttl))
+    assert.is_true(out.same_owner)
+    assert.is_true(out.result.ok, cjson.encode(out.result))
     assert.equal(0, out.left) -- released after the refresh
   end)
 
@@ -134,6 +138,19 @@ describe("refresh_if_needed single-flight inside nginx #nginx", function()
     assert.equal(0, out.left)
     assert.is_true(out.again.ok, cjson.encode(out.again))
     assert.is_true(out.again.refreshed)
+  end)
+
+  it("frees the lock within seconds when the holder's request is killed mid-refresh (ngx.exit)", function()
+    -- (its refresh would have failed: the token stays refreshable at the fake)
+    f:fault("/refresh_access_token", { delay = 2, status = 500, times = 1 })
+    local status = server:get("/sfkill?token=" .. token)
+    assert.equal(204, status)
+    -- the dead holder took the lock for its client's whole refresh time (15 s); a caller that waits
+    -- at most 7 s must still get the lock, and refresh the token itself
+    local out = get("after", { token = token })
+    assert.equal(1, out.locks_before)
+    assert.is_true(out.result.ok, cjson.encode(out.result))
+    assert.is_true(out.result.refreshed)
   end)
 
   it("returns nil, err from a waiter in a phase without ngx.sleep (header_filter), never raises", function()
