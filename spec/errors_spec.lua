@@ -120,6 +120,10 @@ describe("instagram.errors.classify", function()
       for k, v in pairs(err) do
         if type(v) == "string" then texts[#texts + 1] = k .. "=" .. v end
       end
+      -- and as a reader decoding %XX would see them
+      for i = 1, #texts do
+        texts[#texts + 1] = texts[i]:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+      end
       for _, s in ipairs({ token, secret }) do
         for i = 1, #s - 11 do
           local window = s:sub(i, i + 11):lower()
@@ -145,6 +149,8 @@ describe("instagram.errors.classify", function()
       { "in the middle of a word", "x" .. token:sub(3, 20) .. "y" },
       { "the secret, truncated", secret:sub(1, 14) },
       { "the secret, upper-cased", secret:upper() },
+      { "every character %XX-encoded", (token:gsub(".", function(c) return string.format("%%%02X", c:byte()) end)) },
+      { "the secret %xx-encoded", (secret:gsub(".", function(c) return string.format("%%%02x", c:byte()) end)) },
     }
     for _, e in ipairs(echoes) do
       it(e[1] .. ", in message, type, fbtrace_id and any other field", function()

@@ -95,6 +95,11 @@ local function scrub(message, secrets, windows)
     message, cut = message:sub(1, MAX_SCAN), true
   end
   if secrets then
+    -- an echo may be percent-encoded character by character: look at the text as a reader
+    -- decoding it would (which also makes the message plainer)
+    if message:find("%%%x%x") then
+      message = message:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    end
     for _, s in ipairs(secrets) do
       if type(s) == "string" and #s >= 4 then
         local start = 1
