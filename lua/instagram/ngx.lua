@@ -23,7 +23,8 @@
 --   which does not match IP SANs: https to an IP literal fails with kind "tls" (use a name).
 -- * Redirects are never followed. Connections go back to the per-worker pool
 --   (lua_socket_keepalive_timeout, lua_socket_pool_size) only after a complete, well-framed
---   response without `Connection: close`.
+--   response without `Connection: close`, to a GET. A POST or DELETE always opens a connection of
+--   its own and closes it after: a write is never re-sent on a pooled connection that died.
 local M = {}
 
 local T = {}
@@ -169,7 +170,7 @@ local function prepare(self, fname, index, req)
   local u, err = parse_url(url)
   local p = {
     method = method, body = body, timeout = timeout, connect_timeout = connect_timeout,
-    url = u, url_error = err,
+    url = u, url_error = err, fresh = method ~= "GET",
   }
   if u then
     if u.scheme ~= "https" and not (u.scheme == "http" and self.opts.allow_http) then
@@ -425,7 +426,9 @@ local function attempt(self, p, c)
   local sock = ngx.socket.tcp()
   c.sock = sock
   c:arm()
-  local ok, err = sock:connect(u.connect_host, u.port, { pool = p.pool })
+  -- a write (POST, DELETE) never takes a pooled connection: one that turns out closed would be
+  -- retried below, and a write must go out at most once (libcurl gets CURLOPT_FRESH_CONNECT)
+  local ok, err = sock:connect(u.connect_host, u.port, { pool = p.fresh and (p.pool .. "|fresh") or p.pool })
   if not ok then
     if err == "timeout" then fail("timeout", "timed out connecting to " .. p.where) end
     if type(err) == "string" and err:find("no resolver defined", 1, true) then
@@ -464,7 +467,7 @@ local function attempt(self, p, c)
   if status == 101 then fail("response", "unexpected protocol switch from " .. p.where) end
 
   local body, framed = read_body(c, p.method, status, headers, self.opts.max_response_bytes)
-  local keep = framed and not c.closed and c.pos > #c.buf
+  local keep = not p.fresh and framed and not c.closed and c.pos > #c.buf
     and not has_token(headers.connection, "close")
     and (minor >= 1 or has_token(headers.connection, "keep-alive"))
   local reused = sock:getreusedtimes() or 0
