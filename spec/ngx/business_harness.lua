@@ -3,6 +3,7 @@
 -- handler first makes a GET on the Graph host, so that the connection pool holds a connection the
 -- write could be given.
 local cjson = require "cjson.safe"
+local ngx = ngx -- luacheck: ignore 113
 
 local M = {}
 local cfg -- {https, ca_file, app_id, app_secret, redirect_uri}
@@ -39,7 +40,6 @@ local H = {}
 -- batch_reply), id, warm ("0" for no warm-up GET)
 function H.write(args)
   local ig = client()
-  local transport = ig:_transport()
   local warm_reused
   if args.warm ~= "0" then
     local _, res = ig:_graph_get(args.token, "me", { fields = "id" })
@@ -65,7 +65,6 @@ function H.write(args)
     local r = ig:batch({ { "reply", args.token, args.id, "a" }, { "me", args.token } })
     v, err = r[1].ok and r[1].value or nil, r[1].err
   end
-  local _ = transport
   return { value = v, err = err_table(err), warm = warm_reused }
 end
 
