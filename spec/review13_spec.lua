@@ -1,0 +1,208 @@
+-- Review of issue 13 (publishing, comments, insights) with servers and data the first specs did not
+-- use: answers that reached the client but say nothing usable, odd container and insights shapes,
+-- and specs that must raise before any request.
+local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
+local instagram = require "instagram"
+
+local IMG = "https://cdn.example.com/photo.jpg"
+local VID = "https://cdn.example.com/clip.mp4"
+local TOKEN = "IGQVJreviewtoken0123456789abcdefghijklmnop"
+
+-- a client on a function transport: respond(req) -> res; every request is kept in `sent`
+local function scripted(respond, extra)
+  local sent = {}
+  local config = {
+    app_id = "990602627938098", app_secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    redirect_uri = "https://localhost/auth/", api = "instagram_login", sleep = function() end,
+    transport = function(req)
+      sent[#sent + 1] = req
+      return respond(req)
+    end,
+  }
+  for k, v in pairs(extra or {}) do config[k] = v end
+  return instagram.new(config), sent
+end
+
+local function json_answer(body, status)
+  return function()
+    return { status = status or 200, headers = { ["content-type"] = "application/json" }, body = body }
+  end
+end
+
+describe("review 13: a write whose answer reached the client but was unusable", function()
+  local fake, token
+
+  setup(function() fake = Fake.start({ quiet = true }) end)
+  teardown(function() if fake then fake:stop() end end)
+  before_each(function()
+    fake:reset()
+    token = fake:issue_token("biz", { kind = "long" })
+  end)
+
+  local function client()
+    return Clients.login(fake, { retries = 2 })
+  end
+
+  local function count(suffix)
+    return #fake:log(function(r) return r.method == "POST" and r.path:sub(-#suffix) == suffix end)
+  end
+
+  local function finished(ig)
+    local c = assert(ig:create_container(token, { type = "IMAGE", image_url = IMG }))
+    assert(ig:wait_container(token, c.id, { initial = 0 }))
+    return c.id
+  end
+
+  it("a publish answered 200 with a cut JSON body (it went live) says outcome_unknown", function()
+    local ig = client()
+    local id = finished(ig)
+    fake:fault("/me/media_publish", { mode = "truncated_json" })
+    local media, err = ig:publish(token, id)
+    assert.is_nil(media)
+    assert.equal("response", err.kind)
+    assert.is_true(err.outcome_unknown)
+    assert.equal(1, count("/media_publish"))
+    assert.equal(1, fake:business().published)
+    assert.equal("published", ig:reconcile(token, id))
+  end)
+
+  it("post_image reconciles a publish answered 200 with a cut body into published, one publish", function()
+    local ig = client()
+    fake:fault("/me/media_publish", { mode = "truncated_json" })
+    local r, err = ig:post_image(token, { image_url = IMG, wait = { initial = 0 } })
+    assert.is_nil(err)
+    assert.is_true(r.published)
+    assert.equal(1, count("/media_publish"))
+    assert.equal(1, fake:business().published)
+  end)
+
+  it("a reply answered 200 with a cut JSON body says outcome_unknown, sent once", function()
+    local ig = client()
+    local media = assert(ig:media(token, { fields = "id", limit = 1 })).data[1].id
+    local comment = assert(ig:comments(token, media)).data[1].id
+    fake:fault("/" .. comment .. "/replies", { mode = "truncated_json" })
+    local r, err = ig:reply(token, comment, "thanks")
+    assert.is_nil(r)
+    assert.is_true(err.outcome_unknown)
+    assert.equal(1, count("/replies"))
+  end)
+
+  it("a publish answered by a gateway's HTML 502 or 504 says outcome_unknown, sent once", function()
+    local ig = client()
+    local id = finished(ig)
+    for _, status in ipairs({ 502, 504 }) do
+      fake:clear_log()
+      fake:fault("/me/media_publish", { mode = "html_500", status = status })
+      local media, err = ig:publish(token, id)
+      assert.is_nil(media)
+      assert.equal("http", err.kind)
+      assert.is_true(err.outcome_unknown, tostring(status))
+      assert.equal(1, count("/media_publish"))
+    end
+  end)
+
+  it("a publish whose answer is larger than max_response_bytes says outcome_unknown", function()
+    local ig = Clients.login(fake, { max_response_bytes = 4096 })
+    local id = finished(ig)
+    fake:fault("/me/media_publish", { mode = "oversize", bytes = 100000 })
+    local media, err = ig:publish(token, id)
+    assert.is_nil(media)
+    assert.equal("response", err.kind)
+    assert.is_true(err.outcome_unknown)
+    assert.equal(1, count("/media_publish"))
+  end)
+
+  it("a Graph API error to a publish is an answer: no outcome_unknown", function()
+    local ig = client()
+    local id = finished(ig)
+    fake:fault("/me/media_publish", { status = 400 })
+    local _, err = ig:publish(token, id)
+    assert.equal("api", err.kind)
+    assert.is_nil(err.outcome_unknown)
+  end)
+end)
+
+describe("review 13: specs that raise before any request", function()
+  local function refuses(fname, call, pattern)
+    local ig, sent = scripted(json_answer('{"id":"1"}'))
+    local ok, err = pcall(call, ig)
+    assert.is_false(ok, "did not raise")
+    assert.matches("^" .. fname:gsub("%p", "%%%0") .. ": ", tostring(err))
+    if pattern then assert.matches(pattern, tostring(err)) end
+    assert.equal(0, #sent)
+  end
+
+  it("a user tag at NaN", function()
+    refuses("ig:create_container", function(ig)
+      return ig:create_container(TOKEN, { type = "IMAGE", image_url = IMG,
+        user_tags = { { username = "a", x = 0 / 0, y = 0.5 } } })
+    end, "x must be from 0 to 1")
+  end)
+
+  it("a thumb_offset that is not a finite integer", function()
+    for _, v in ipairs({ math.huge, 2 ^ 63, -1 }) do
+      refuses("ig:create_container", function(ig)
+        return ig:create_container(TOKEN, { type = "REELS", video_url = VID, thumb_offset = v })
+      end, "thumb_offset")
+    end
+  end)
+
+  it("trial_params that cannot be encoded", function()
+    refuses("ig:create_container", function(ig)
+      return ig:create_container(TOKEN, { type = "REELS", video_url = VID, trial_params = { f = print } })
+    end, "trial_params")
+  end)
+
+  it("a caption that is not UTF-8", function()
+    refuses("ig:create_container", function(ig)
+      return ig:create_container(TOKEN, { type = "IMAGE", image_url = IMG, caption = "caf\233 \255" })
+    end, "UTF%-8")
+  end)
+
+  it("a carousel whose children array has holes", function()
+    refuses("ig:create_container", function(ig)
+      return ig:create_container(TOKEN, { type = "CAROUSEL", children = { "1", nil, "3" } })
+    end)
+  end)
+
+  it("a carousel item that names another type", function()
+    refuses("ig:post_carousel", function(ig)
+      return ig:post_carousel(TOKEN, { items = { { type = "IMAGE", image_url = IMG }, { image_url = IMG } } })
+    end, "items%[1%]")
+  end)
+end)
+
+describe("review 13: odd answers", function()
+  it("parses the subcode of a container ERROR from a whole 7-digit number only", function()
+    local ig = scripted(json_answer('{"status_code":"ERROR","status":"Error 12345678: code 2207082"}'))
+    local st = assert(ig:container_status(TOKEN, "1"))
+    assert.equal(2207082, st.subcode)
+  end)
+
+  it("keeps a metric whose values are objects (online_followers: hour -> count)", function()
+    local ig = scripted(json_answer('{"data":[{"name":"online_followers","period":"lifetime","values":'
+      .. '[{"value":{"0":12,"1":7},"end_time":"2025-05-01T07:00:00+0000"}]}]}'))
+    local r = assert(ig:account_insights(TOKEN, { metrics = "online_followers", period = "lifetime" }))
+    assert.is_table(r.online_followers)
+    assert.same({ ["0"] = 12, ["1"] = 7 }, r.online_followers.series[1].value)
+    assert.is_nil(r.online_followers.value)
+  end)
+
+  it("keeps a missing value nil and a reported 0 zero", function()
+    local ig = scripted(json_answer('{"data":[{"name":"reach","period":"day","total_value":{"value":0}},'
+      .. '{"name":"views","period":"day","total_value":{}}]}'))
+    local r = assert(ig:account_insights(TOKEN, { metrics = "reach,views,likes", metric_type = "total_value" }))
+    assert.equal(0, r.reach.value)
+    assert.is_nil(r.views.value)
+    assert.is_nil(r.likes)
+  end)
+
+  it("refuses a deprecated metric in any case", function()
+    local ig, sent = scripted(json_answer('{"data":[]}'))
+    local ok, err = pcall(ig.media_insights, ig, TOKEN, "1", "reach,Impressions")
+    assert.is_false(ok)
+    assert.matches("^ig:media_insights: .*views", tostring(err))
+    assert.equal(0, #sent)
+  end)
+end)
