@@ -180,6 +180,29 @@ describe("review 13: odd answers", function()
     assert.equal(2207082, st.subcode)
   end)
 
+  it("reads the state from `status` when status_code is empty, absent or in lower case", function()
+    local cases = {
+      { '{"status_code":"","status":"In Progress: Media is still being processed."}', "IN_PROGRESS" },
+      { '{"status":"Finished: Media has been uploaded and it is ready to be published."}', "FINISHED" },
+      { '{"status_code":null,"status":"Published: Media has been successfully published."}', "PUBLISHED" },
+      { '{"status_code":"","status":"Expired: not published within 24 hours"}', "EXPIRED" },
+      { '{"status_code":"","status":"Error: Media download has failed. 2207003"}', "ERROR" },
+      { '{"status_code":"finished"}', "FINISHED" },
+    }
+    for _, c in ipairs(cases) do
+      local ig = scripted(json_answer(c[1]))
+      local st, err = ig:container_status(TOKEN, "1")
+      assert.is_nil(err, c[1])
+      assert.equal(c[2], st.status_code, c[1])
+    end
+    for _, body in ipairs({ '{"status_code":"SCHEDULED"}', '{"status":"Errors happen"}', '{}' }) do
+      local ig = scripted(json_answer(body))
+      local st, err = ig:container_status(TOKEN, "1")
+      assert.is_nil(st, body)
+      assert.equal("response", err.kind, body)
+    end
+  end)
+
   it("keeps a metric whose values are objects (online_followers: hour -> count)", function()
     local ig = scripted(json_answer('{"data":[{"name":"online_followers","period":"lifetime","values":'
       .. '[{"value":{"0":12,"1":7},"end_time":"2025-05-01T07:00:00+0000"}]}]}'))

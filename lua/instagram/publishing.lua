@@ -265,6 +265,8 @@ return setmetatable(M, { __call = function(_, Client, h)
   end
 
   local STATUS_CODES = { EXPIRED = true, ERROR = true, FINISHED = true, IN_PROGRESS = true, PUBLISHED = true }
+  local STATUS_PREFIXES = { ["error"] = "ERROR", ["expired"] = "EXPIRED", ["finished"] = "FINISHED",
+    ["in progress"] = "IN_PROGRESS", ["published"] = "PUBLISHED" }
 
   function Client:container_status(token, id)
     local fname = "ig:container_status"
@@ -273,15 +275,20 @@ return setmetatable(M, { __call = function(_, Client, h)
     id = h.id_string(fname, "id", id)
     local body, err = self:_graph_get(token, id, { fields = "status_code,status" })
     if not body then return nil, err end
-    local code = body.status_code
+    local code = type(body.status_code) == "string" and body.status_code:upper() or nil
     local status = type(body.status) == "string" and body.status or nil
-    -- an ERROR may come with an empty status_code and the reason only in `status`
-    if not STATUS_CODES[code] then
-      if status and status:match("^%s*[Ee]rror") then
-        code = "ERROR"
-      else
-        return nil, errors.new("response", "container status has no known status_code", nil, self:_secrets(token))
+    -- a status_code may be empty with the state only in `status` ("Error: Media download has
+    -- failed…", "In Progress: Media is still being processed."): read it from there
+    if not STATUS_CODES[code] and status then
+      local words = status:lower():gsub("^%s+", ""):gsub("[%s_]+", " ")
+      for prefix, value in pairs(STATUS_PREFIXES) do
+        if words:sub(1, #prefix) == prefix and not words:sub(#prefix + 1, #prefix + 1):match("%a") then
+          code = value
+        end
       end
+    end
+    if not STATUS_CODES[code] then
+      return nil, errors.new("response", "container status has no known status_code", nil, self:_secrets(token))
     end
     local subcode = status and status_subcode(status) or nil
     return { id = id, status_code = code, status = status, subcode = subcode }
