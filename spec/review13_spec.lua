@@ -173,6 +173,58 @@ describe("review 13: specs that raise before any request", function()
   end)
 end)
 
+describe("review 13: misuse of the business options raises", function()
+  local function raises(pattern, fn)
+    local ig, sent = scripted(json_answer('{"id":"1","status_code":"FINISHED"}'))
+    local ok, err = pcall(fn, ig)
+    assert.is_false(ok, "did not raise")
+    assert.matches(pattern, tostring(err))
+    assert.equal(0, #sent)
+  end
+
+  it("a misspelt wait option", function()
+    raises("^ig:wait_container: unknown option opts%.budjet", function(ig)
+      return ig:wait_container(TOKEN, "1", { budjet = 60 })
+    end)
+    raises("^ig:post_image: unknown option spec%.wait%.budjet", function(ig)
+      return ig:post_image(TOKEN, { image_url = IMG, wait = { budjet = 60 } })
+    end)
+  end)
+
+  it("a post_* spec whose type is another kind", function()
+    raises("^ig:post_image: spec%.type must be IMAGE", function(ig)
+      return ig:post_image(TOKEN, { type = "REELS", image_url = IMG })
+    end)
+  end)
+
+  it("rate_limits that are not finite", function()
+    for _, spec in ipairs({ { 1, 0 / 0 }, { 1, math.huge }, { math.huge, 60 } }) do
+      local ok, err = pcall(instagram.new, { app_id = "1", redirect_uri = "https://localhost/",
+        rate_limits = { publish = spec } })
+      assert.is_false(ok)
+      assert.matches("^instagram%.new: rate_limits%.publish", tostring(err))
+    end
+  end)
+end)
+
+describe("review 13: post_* waits for a not-ready publish within spec.wait", function()
+  it("stops retrying 9007 when spec.wait.budget runs out", function()
+    local sleeps = {}
+    local ig = scripted(function(req)
+      if req.url:find("media_publish", 1, true) then
+        return { status = 400, body = '{"error":{"message":"The media is not ready for publishing",'
+          .. '"type":"OAuthException","code":9007,"error_subcode":2207027}}' }
+      end
+      if req.method == "POST" then return { status = 200, body = '{"id":"17900001"}' } end
+      return { status = 200, body = '{"status_code":"FINISHED"}' }
+    end, { sleep = function(s) sleeps[#sleeps + 1] = s end })
+    local r, err = ig:post_image(TOKEN, { image_url = IMG, wait = { initial = 1, max_interval = 2, budget = 5 } })
+    assert.is_nil(r)
+    assert.equal(9007, err.code)
+    assert.same({ 1, 2, 2 }, sleeps)
+  end)
+end)
+
 describe("review 13: odd answers", function()
   it("parses the subcode of a container ERROR from a whole 7-digit number only", function()
     local ig = scripted(json_answer('{"status_code":"ERROR","status":"Error 12345678: code 2207082"}'))

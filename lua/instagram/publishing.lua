@@ -303,14 +303,19 @@ return setmetatable(M, { __call = function(_, Client, h)
     return e
   end
 
-  local function wait_options(fname, opts)
-    if opts ~= nil and type(opts) ~= "table" then raise(fname, "opts must be a table") end
+  -- opts: {initial, max_interval, budget} (publish also takes user_id); a misspelt key raises
+  local function wait_options(fname, opts, what, extra)
+    what = what or "opts"
+    if opts ~= nil and type(opts) ~= "table" then raise(fname, what .. " must be a table") end
+    for k in pairs(opts or {}) do
+      if WAIT_DEFAULTS[k] == nil and k ~= extra then raise(fname, "unknown option " .. what .. "." .. tostring(k)) end
+    end
     local o = {}
     for k, default in pairs(WAIT_DEFAULTS) do
       local v = (opts or {})[k]
       if v == nil then v = default end
       if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-        raise(fname, "opts." .. k .. " must be a non-negative number of seconds")
+        raise(fname, what .. "." .. k .. " must be a non-negative number of seconds")
       end
       o[k] = v
     end
@@ -376,7 +381,7 @@ return setmetatable(M, { __call = function(_, Client, h)
     local account = token
     token = h.token_string(fname, token)
     container_id = h.id_string(fname, "container_id", container_id)
-    local o = wait_options(fname, opts)
+    local o = wait_options(fname, opts, "opts", "user_id")
     local path = user_path(fname, opts) .. "/media_publish"
     local allowed, limited = self:_take_rate("publish", account)
     if not allowed then return nil, limited end
@@ -438,7 +443,8 @@ return setmetatable(M, { __call = function(_, Client, h)
     if spec.on_container ~= nil and type(spec.on_container) ~= "function" then
       raise(fname, "spec.on_container must be a function")
     end
-    local wait = wait_options(fname, spec.wait)
+    if spec.type ~= nil and spec.type ~= kind then raise(fname, "spec.type must be " .. kind .. " or absent") end
+    local wait = wait_options(fname, spec.wait, "spec.wait")
     local base = {}
     for k, v in pairs(spec) do
       if k ~= "on_container" and k ~= "wait" and k ~= "items" and k ~= "check_limit" then base[k] = v end
@@ -505,7 +511,8 @@ return setmetatable(M, { __call = function(_, Client, h)
     if spec.on_container then spec.on_container(id) end
 
     local media
-    media, err = self:publish(token, id, spec)
+    media, err = self:publish(token, id, { user_id = spec.user_id, initial = wait.initial,
+      max_interval = wait.max_interval, budget = wait.budget })
     if media then return { id = media.id, container_id = id } end
     err.container_id = id
     if err.outcome_unknown or err.blocked or err.transient then
