@@ -123,6 +123,45 @@ describe("review 13: a write whose answer reached the client but was unusable", 
   end)
 end)
 
+describe("review 13: writes inside ig:batch on libcurl", function()
+  local fake, token
+
+  setup(function() fake = Fake.start({ quiet = true }) end)
+  teardown(function() if fake then fake:stop() end end)
+  before_each(function()
+    fake:reset()
+    token = fake:issue_token("biz", { kind = "long" })
+  end)
+
+  -- hides: how often the idempotent hide is sent (a cut 2xx body is an answer, kind response: not retried)
+  for _, fault in ipairs({ { mode = "drop_after", hides = 3 }, { mode = "reset_mid_body", hides = 3 },
+    { mode = "truncated_json", hides = 1 } }) do
+    it("sends a reply and a private reply once when their answers are lost (" .. fault.mode .. ")", function()
+      local ig = Clients.login(fake, { retries = 2 })
+      local media = assert(ig:media(token, { fields = "id", limit = 1 })).data[1].id
+      local comment = assert(ig:comments(token, media)).data[1].id
+      fake:clear_log()
+      local spec = { mode = fault.mode }
+      fake:fault("/" .. comment .. "/replies", spec)
+      fake:fault("/me/messages", spec)
+      fake:fault("/" .. comment, spec)
+      local r = ig:batch({ { "reply", token, comment, "a" }, { "private_reply", token, comment, "b" },
+        { "hide_comment", token, comment, true }, { "me", token } })
+      assert.is_true(r[1].err.outcome_unknown)
+      assert.is_true(r[2].err.outcome_unknown)
+      assert.is_true(r[4].ok)
+      local function posts(path)
+        return #fake:log(function(e) return e.method == "POST" and e.path == path end)
+      end
+      assert.equal(1, posts("/" .. comment .. "/replies"))
+      assert.equal(1, posts("/me/messages"))
+      -- the hide is idempotent: retried on a lost answer
+      assert.equal(fault.hides, posts("/" .. comment))
+      assert.is_nil(r[3].err.outcome_unknown)
+    end)
+  end
+end)
+
 describe("review 13: specs that raise before any request", function()
   local function refuses(fname, call, pattern)
     local ig, sent = scripted(json_answer('{"id":"1"}'))
