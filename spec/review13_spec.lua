@@ -113,6 +113,14 @@ describe("review 13: a write whose answer reached the client but was unusable", 
     assert.equal(1, count("/media_publish"))
   end)
 
+  it("returns a publish's numeric media id above 2^53 as the exact string", function()
+    local ig = client()
+    local id = finished(ig)
+    fake:fault("/me/media_publish", { status = 200, body = '{"id":18000000000000000123}' })
+    local media = assert(ig:publish(token, id))
+    assert.equal("18000000000000000123", media.id)
+  end)
+
   it("a Graph API error to a publish is an answer: no outcome_unknown", function()
     local ig = client()
     local id = finished(ig)

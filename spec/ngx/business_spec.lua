@@ -117,6 +117,23 @@ describe("publishing and comment writes inside nginx (ngx transport) #nginx", fu
     assert.equal(1, f:business().published)
   end)
 
+  it("returns a publish's numeric media id above 2^53 as the exact string", function()
+    local id = finished_container()
+    f:fault("/me/media_publish", { status = 200, body = '{"id":18000000000000000123}' })
+    local out = call({ call = "publish", token = token, id = id })
+    assert.is_nil(out.err)
+    assert.equal("18000000000000000123", out.value.id)
+  end)
+
+  it("a publish answered 200 with a cut body (it went live) says outcome_unknown", function()
+    local id = finished_container()
+    f:fault("/me/media_publish", { mode = "truncated_json" })
+    local out = call({ call = "publish", token = token, id = id })
+    assert.is_true(out.err.outcome_unknown)
+    assert.equal(1, count("POST", "/media_publish"))
+    assert.equal(1, f:business().published)
+  end)
+
   it("a reply and a private reply dropped after the handler ran go out once", function()
     local comment = first_comment()
     for _, which in ipairs({ { "reply", "/" .. comment .. "/replies" }, { "private_reply", "/me/messages" } }) do
