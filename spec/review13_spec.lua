@@ -147,14 +147,16 @@ describe("review 13: writes inside ig:batch on libcurl", function()
     it("sends a reply and a private reply once when their answers are lost (" .. fault.mode .. ")", function()
       local ig = Clients.login(fake, { retries = 2 })
       local media = assert(ig:media(token, { fields = "id", limit = 1 })).data[1].id
-      local comment = assert(ig:comments(token, media)).data[1].id
+      local page = assert(ig:comments(token, media))
+      -- the hide goes to another comment: a reply to a hidden comment is refused
+      local comment, other = page.data[1].id, page.data[2].id
       fake:clear_log()
       local spec = { mode = fault.mode }
       fake:fault("/" .. comment .. "/replies", spec)
       fake:fault("/me/messages", spec)
-      fake:fault("/" .. comment, spec)
+      fake:fault("/" .. other, spec)
       local r = ig:batch({ { "reply", token, comment, "a" }, { "private_reply", token, comment, "b" },
-        { "hide_comment", token, comment, true }, { "me", token } })
+        { "hide_comment", token, other, true }, { "me", token } })
       assert.is_true(r[1].err.outcome_unknown)
       assert.is_true(r[2].err.outcome_unknown)
       assert.is_true(r[4].ok)
@@ -164,7 +166,7 @@ describe("review 13: writes inside ig:batch on libcurl", function()
       assert.equal(1, posts("/" .. comment .. "/replies"))
       assert.equal(1, posts("/me/messages"))
       -- the hide is idempotent: retried on a lost answer
-      assert.equal(fault.hides, posts("/" .. comment))
+      assert.equal(fault.hides, posts("/" .. other))
       assert.is_nil(r[3].err.outcome_unknown)
     end)
   end
@@ -269,6 +271,43 @@ describe("review 13: post_* waits for a not-ready publish within spec.wait", fun
     assert.is_nil(r)
     assert.equal(9007, err.code)
     assert.same({ 1, 2, 2 }, sleeps)
+  end)
+end)
+
+describe("review 13: post_* reads the container back after any publish error but not-ready", function()
+  local function publishing(publish_answer, container_after)
+    local published = false
+    local ig, sent = scripted(function(req)
+      if req.url:find("media_publish", 1, true) then
+        published = true
+        return publish_answer
+      end
+      if req.method == "POST" then return { status = 200, body = '{"id":"17900001"}' } end
+      return { status = 200, body = '{"status_code":"' .. (published and container_after or "FINISHED") .. '"}' }
+    end)
+    return ig, sent
+  end
+
+  it("an Instagram server error (-1/2207001) on a post that went live is published", function()
+    local ig, sent = publishing({ status = 400, body = '{"error":{"message":"Instagram server error. Try again.",'
+      .. '"type":"OAuthException","code":-1,"error_subcode":2207001}}' }, "PUBLISHED")
+    local r, err = ig:post_image(TOKEN, { image_url = IMG, wait = { initial = 0 } })
+    assert.is_nil(err)
+    assert.same({ published = true, container_id = "17900001" }, r)
+    local publishes = 0
+    for _, req in ipairs(sent) do
+      if req.url:find("media_publish", 1, true) then publishes = publishes + 1 end
+    end
+    assert.equal(1, publishes)
+  end)
+
+  it("a 400 on a post that did not go live is the error, with what the container says", function()
+    local ig = publishing({ status = 400, body = '{"error":{"message":"Create media fail",'
+      .. '"type":"OAuthException","code":-1,"error_subcode":2207032}}' }, "FINISHED")
+    local r, err = ig:post_image(TOKEN, { image_url = IMG, wait = { initial = 0 } })
+    assert.is_nil(r)
+    assert.equal(2207032, err.subcode)
+    assert.equal("ready", err.reconciled)
   end)
 end)
 

@@ -515,7 +515,10 @@ return setmetatable(M, { __call = function(_, Client, h)
       max_interval = wait.max_interval, budget = wait.budget })
     if media then return { id = media.id, container_id = id } end
     err.container_id = id
-    if err.outcome_unknown or err.blocked or err.transient then
+    -- any failure but "not ready" (nothing was published) and the client's own rate limit (nothing
+    -- was sent) is read back from the container: Instagram has answered errors (2207051, 2207001)
+    -- for posts that went live (PLATFORM.md §2.5)
+    if not err.local_limit and err.code ~= 9007 and err.subcode ~= NOT_READY_SUBCODE then
       local state = self:reconcile(token, id)
       err.reconciled = state
       if state == "published" then return { published = true, container_id = id } end
