@@ -341,6 +341,18 @@ describe("review 13: odd answers", function()
     end
   end)
 
+  it("decodes the usage headers with integer counts", function()
+    local ig = scripted(function()
+      return { status = 200, body = '{"id":"1"}', headers = { ["X-App-Usage"] = '{"call_count":28,"total_time":5}',
+        ["X-Business-Use-Case-Usage"] = '{"17841400000000001":[{"type":"instagram","call_count":95,'
+          .. '"estimated_time_to_regain_access":0}]}' } }
+    end)
+    assert(ig:me(TOKEN))
+    local usage = ig:usage()
+    assert.equal("28", tostring(usage.app.call_count))
+    assert.equal("95", tostring(usage.business["17841400000000001"][1].call_count))
+  end)
+
   it("keeps a metric whose values are objects (online_followers: hour -> count)", function()
     local ig = scripted(json_answer('{"data":[{"name":"online_followers","period":"lifetime","values":'
       .. '[{"value":{"0":12,"1":7},"end_time":"2025-05-01T07:00:00+0000"}]}]}'))

@@ -317,9 +317,10 @@ function Client:_record_usage(res)
   local app = header_value(res, "x-app-usage")
   local buc = header_value(res, "x-business-use-case-usage")
   if app or buc then
+    -- counts as integers under Lua 5.4, as in decoded Graph data
     self._usage = {
-      app = app and json.decode(app) or nil,
-      business = buc and errors.business_usage(json.decode(buc)) or nil,
+      app = app and json.normalize_ids(json.decode(app)) or nil,
+      business = buc and errors.business_usage(json.normalize_ids(json.decode(buc))) or nil,
     }
   end
 end
