@@ -147,6 +147,49 @@ describe("publishing and comment writes inside nginx (ngx transport) #nginx", fu
     end
   end)
 
+  local FAULTS = {
+    { mode = "close" }, { mode = "reset" }, { mode = "reset_mid_body" }, { mode = "truncated_json" },
+    { status = 503 }, { mode = "html_500", status = 502 },
+  }
+  for _, fault in ipairs(FAULTS) do
+    local name = fault.mode or tostring(fault.status)
+    it("publish, reply and private reply go out once on a warm pool: " .. name, function()
+      local comment = first_comment()
+      local cases = {
+        { "publish", "/me/media_publish", finished_container() },
+        { "reply", "/" .. comment .. "/replies", comment },
+        { "private_reply", "/me/messages", comment },
+      }
+      for _, c in ipairs(cases) do
+        f:clear_log()
+        f:fault(c[2], fault)
+        local out = call({ call = c[1], token = token, id = c[3] })
+        f:clear_faults()
+        assert.is_nil(out.value, c[1])
+        assert.equal(1, count("POST", c[2]), c[1] .. " " .. name)
+        if out.err.kind ~= "api" then assert.is_true(out.err.outcome_unknown, c[1] .. " " .. name) end
+      end
+    end)
+  end
+
+  it("a publish that stalls past the timeout goes out once: outcome_unknown", function()
+    local id = finished_container()
+    f:clear_log()
+    f:fault("/me/media_publish", { mode = "stall", seconds = 5 })
+    local out = call({ call = "publish", token = token, id = id })
+    assert.equal("timeout", out.err.kind)
+    assert.is_true(out.err.outcome_unknown)
+    assert.equal(1, count("POST", "/media_publish"))
+  end)
+
+  it("post_image on a 4/2207051 block of a post that went live: published, one publish", function()
+    f:config({ publishing = { block_on_publish = true } })
+    local out = call({ call = "post_image", token = token, url = IMG })
+    assert.is_nil(out.err)
+    assert.is_true(out.value.published)
+    assert.equal(1, count("POST", "/media_publish"))
+  end)
+
   it("a reply in ig:batch dropped after the handler ran goes out once", function()
     local comment = first_comment()
     f:clear_log()
