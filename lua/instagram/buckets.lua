@@ -15,7 +15,8 @@ function M.new(fname, limits, clock)
   for name, spec in pairs(limits) do
     if not KNOWN[name] then error(fname .. ": unknown rate limit '" .. tostring(name) .. "'", 0) end
     local n, per = type(spec) == "table" and spec[1], type(spec) == "table" and spec[2]
-    if type(n) ~= "number" or n < 1 or n ~= math.floor(n) or type(per) ~= "number" or per <= 0 then
+    if type(n) ~= "number" or not (n >= 1 and n < math.huge) or n ~= math.floor(n) or type(per) ~= "number"
+        or not (per > 0 and per < math.huge) then
       error(fname .. ": rate_limits." .. name .. " must be {calls, seconds}", 0)
     end
     self.limits[name] = { n = n, per = per }

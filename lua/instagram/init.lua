@@ -316,9 +316,10 @@ function Client:_record_usage(res)
   local app = header_value(res, "x-app-usage")
   local buc = header_value(res, "x-business-use-case-usage")
   if app or buc then
+    -- counts as integers under Lua 5.4, as in decoded Graph data
     self._usage = {
-      app = app and json.decode(app) or nil,
-      business = buc and errors.business_usage(json.decode(buc)) or nil,
+      app = app and json.normalize_ids(json.decode(app)) or nil,
+      business = buc and errors.business_usage(json.normalize_ids(json.decode(buc))) or nil,
     }
   end
 end
@@ -361,7 +362,10 @@ end
 -- only for idempotent GETs.
 --
 -- A request that is not idempotent (any non-GET unless req.idempotent) is sent once; when it
--- fails with no answer (network, timeout) it may still have taken effect: err.outcome_unknown.
+-- fails with no usable answer it may still have taken effect: err.outcome_unknown. That is a
+-- failure with no response (network, timeout, a response the transport could not take: too
+-- large, badly framed), a 2xx whose body cannot be read, and a 5xx that is not a Graph error (a
+-- gateway's page: Instagram's answer, if any, was lost). A Graph error object is an answer.
 function Client:_send(req, secrets, retries)
   local idempotent = req.method == "GET" or req.idempotent
   if not idempotent then retries = 0 end
@@ -374,7 +378,10 @@ function Client:_send(req, secrets, retries)
     if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
-    if not idempotent and not res and (err.kind == "network" or err.kind == "timeout") then
+    if not idempotent and (
+        (not res and (err.kind == "network" or err.kind == "timeout" or err.kind == "response"))
+        or (res and err.kind == "response" and res.status >= 200 and res.status < 300)
+        or (res and err.kind == "http" and res.status >= 500)) then
       err.outcome_unknown = true
     end
     err.attempts = attempt + 1

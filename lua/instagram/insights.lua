@@ -49,6 +49,8 @@ function M.metrics_for(media_product_type)
 end
 
 local function number(v)
+  -- a count above 2^53 arrives quoted (instagram.json keeps long integers exact)
+  if type(v) == "string" and v:match("^%-?%d+$") then v = tonumber(v) end
   if type(v) == "number" then
     if v == math.floor(v) and v >= -2 ^ 53 and v <= 2 ^ 53 then return math.floor(v) end
     return v
@@ -57,6 +59,17 @@ local function number(v)
 end
 
 -- Folds one response's data into result: {name -> {value, series, breakdown}}
+-- a point's value: a number, or an object of numbers (online_followers: hour -> count), else nil
+local function point_value(v)
+  if type(v) ~= "table" then return number(v) end
+  local out, any = {}, false
+  for k, x in pairs(v) do
+    local n = number(x)
+    if type(k) == "string" and n then out[k], any = n, true end
+  end
+  return any and out or nil
+end
+
 local function fold(result, body)
   if type(body) ~= "table" or type(body.data) ~= "table" then return end
   for _, d in ipairs(body.data) do
@@ -83,14 +96,14 @@ local function fold(result, body)
       if type(d.values) == "table" then
         for _, v in ipairs(d.values) do
           if type(v) == "table" then
-            entry.series[#entry.series + 1] = { value = number(v.value),
+            entry.series[#entry.series + 1] = { value = point_value(v.value),
               end_time = type(v.end_time) == "string" and v.end_time or nil }
           end
         end
         -- the sum over the series (a lifetime metric has one value); nil if none was a number
         local sum
         for _, point in ipairs(entry.series) do
-          if point.value then sum = (sum or 0) + point.value end
+          if type(point.value) == "number" then sum = (sum or 0) + point.value end
         end
         if not total then entry.value = sum end
       end
@@ -114,7 +127,7 @@ return setmetatable(M, { __call = function(_, Client, h)
       if type(name) ~= "string" or not name:match("^[%w_]+$") then
         h.raise(fname, "metrics[" .. i .. "] must be a metric name")
       end
-      local replacement = M.DEPRECATED[name]
+      local replacement = M.DEPRECATED[name:lower()]
       if replacement then
         h.raise(fname, "metric '" .. name .. "' was removed by Instagram in 2025: use '" .. replacement .. "'")
       end

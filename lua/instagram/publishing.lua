@@ -50,12 +50,36 @@ local function count(s, pattern)
   return n
 end
 
-local function encode_json(v)
-  return require("instagram.json").encode(v)
+local json = require "instagram.json"
+
+-- the number of entries of t when it is an array without holes, else nil
+local function array_length(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t and n or nil
+end
+
+-- the subcode a container's `status` text names: a whole 7-digit number (2207082), not the start
+-- of a longer one
+local function status_subcode(status)
+  local found
+  for digits in status:gmatch("%f[%d]%d+%f[%D]") do
+    if #digits == 7 then
+      if digits:sub(1, 4) == "2207" then return tonumber(digits) end
+      found = found or tonumber(digits)
+    end
+  end
+  return found
 end
 
 return setmetatable(M, { __call = function(_, Client, h)
   local function raise(fname, msg) h.raise(fname, msg) end
+
+  local function encode_json(fname, what, v)
+    local text = json.encode(v)
+    if not text then raise(fname, what .. " cannot be encoded as JSON") end
+    return text
+  end
 
   local function check_https(fname, what, url)
     if type(url) ~= "string" or not url:match("^https://[%w%-%.]+[:/]?") or url:find("[%s%c\128-\255]") then
@@ -66,6 +90,7 @@ return setmetatable(M, { __call = function(_, Client, h)
 
   local function check_caption(fname, caption)
     if type(caption) ~= "string" then raise(fname, "spec.caption must be a string") end
+    if not json.valid_utf8(caption) then raise(fname, "spec.caption must be UTF-8 text") end
     if utf8_chars(caption) > MAX_CAPTION_CHARS then
       raise(fname, "spec.caption is longer than " .. MAX_CAPTION_CHARS .. " characters")
     end
@@ -90,13 +115,15 @@ return setmetatable(M, { __call = function(_, Client, h)
       for _, axis in ipairs({ "x", "y" }) do
         local v = t[axis]
         if v ~= nil or image then
-          if type(v) ~= "number" or v < 0 or v > 1 then raise(fname, what .. "." .. axis .. " must be from 0 to 1") end
+          if type(v) ~= "number" or not (v >= 0 and v <= 1) then
+            raise(fname, what .. "." .. axis .. " must be from 0 to 1")
+          end
           tag[axis] = v
         end
       end
       out[i] = tag
     end
-    return encode_json(out)
+    return encode_json(fname, "spec.user_tags", out)
   end
 
   -- spec -> the wire parameters of POST /{user}/media; raises on anything Meta would refuse
@@ -124,7 +151,9 @@ return setmetatable(M, { __call = function(_, Client, h)
     if kind == "CAROUSEL" then
       if p.image_url or p.video_url then raise(fname, "a CAROUSEL takes children, not a media URL") end
       local children = spec.children
-      if type(children) ~= "table" then raise(fname, "spec.children must be an array of container IDs") end
+      if type(children) ~= "table" or not array_length(children) then
+        raise(fname, "spec.children must be an array of container IDs")
+      end
       if #children < MIN_CHILDREN or #children > MAX_CHILDREN then
         raise(fname, "a carousel has " .. MIN_CHILDREN .. " to " .. MAX_CHILDREN .. " children, not " .. #children)
       end
@@ -166,7 +195,7 @@ return setmetatable(M, { __call = function(_, Client, h)
           raise(fname, "spec.collaborators[" .. i .. "] must be a username")
         end
       end
-      p.collaborators = encode_json(spec.collaborators)
+      p.collaborators = encode_json(fname, "spec.collaborators", spec.collaborators)
     end
     if spec.cover_url ~= nil then
       if kind ~= "REELS" then raise(fname, "spec.cover_url is only for REELS") end
@@ -174,7 +203,7 @@ return setmetatable(M, { __call = function(_, Client, h)
     end
     if spec.thumb_offset ~= nil then
       local v = spec.thumb_offset
-      if not p.video_url or type(v) ~= "number" or v < 0 or v ~= math.floor(v) then
+      if not p.video_url or type(v) ~= "number" or not (v >= 0 and v <= 2 ^ 31) or v ~= math.floor(v) then
         raise(fname, "spec.thumb_offset must be a whole number of milliseconds, on a video")
       end
       p.thumb_offset = string.format("%d", v)
@@ -193,7 +222,7 @@ return setmetatable(M, { __call = function(_, Client, h)
       if kind ~= "REELS" or type(spec.trial_params) ~= "table" then
         raise(fname, "spec.trial_params must be a table, on REELS")
       end
-      p.trial_params = encode_json(spec.trial_params)
+      p.trial_params = encode_json(fname, "spec.trial_params", spec.trial_params)
     end
     if spec.location_id ~= nil then p.location_id = h.id_string(fname, "spec.location_id", spec.location_id) end
     return p
@@ -236,6 +265,8 @@ return setmetatable(M, { __call = function(_, Client, h)
   end
 
   local STATUS_CODES = { EXPIRED = true, ERROR = true, FINISHED = true, IN_PROGRESS = true, PUBLISHED = true }
+  local STATUS_PREFIXES = { ["error"] = "ERROR", ["expired"] = "EXPIRED", ["finished"] = "FINISHED",
+    ["in progress"] = "IN_PROGRESS", ["published"] = "PUBLISHED" }
 
   function Client:container_status(token, id)
     local fname = "ig:container_status"
@@ -244,17 +275,22 @@ return setmetatable(M, { __call = function(_, Client, h)
     id = h.id_string(fname, "id", id)
     local body, err = self:_graph_get(token, id, { fields = "status_code,status" })
     if not body then return nil, err end
-    local code = body.status_code
+    local code = type(body.status_code) == "string" and body.status_code:upper() or nil
     local status = type(body.status) == "string" and body.status or nil
-    -- an ERROR may come with an empty status_code and the reason only in `status`
-    if not STATUS_CODES[code] then
-      if status and status:match("^%s*[Ee]rror") then
-        code = "ERROR"
-      else
-        return nil, errors.new("response", "container status has no known status_code", nil, self:_secrets(token))
+    -- a status_code may be empty with the state only in `status` ("Error: Media download has
+    -- failed…", "In Progress: Media is still being processed."): read it from there
+    if not STATUS_CODES[code] and status then
+      local words = status:lower():gsub("^%s+", ""):gsub("[%s_]+", " ")
+      for prefix, value in pairs(STATUS_PREFIXES) do
+        if words:sub(1, #prefix) == prefix and not words:sub(#prefix + 1, #prefix + 1):match("%a") then
+          code = value
+        end
       end
     end
-    local subcode = status and tonumber(status:match("(%d%d%d%d%d%d%d)")) or nil
+    if not STATUS_CODES[code] then
+      return nil, errors.new("response", "container status has no known status_code", nil, self:_secrets(token))
+    end
+    local subcode = status and status_subcode(status) or nil
     return { id = id, status_code = code, status = status, subcode = subcode }
   end
 
@@ -267,14 +303,19 @@ return setmetatable(M, { __call = function(_, Client, h)
     return e
   end
 
-  local function wait_options(fname, opts)
-    if opts ~= nil and type(opts) ~= "table" then raise(fname, "opts must be a table") end
+  -- opts: {initial, max_interval, budget} (publish also takes user_id); a misspelt key raises
+  local function wait_options(fname, opts, what, extra)
+    what = what or "opts"
+    if opts ~= nil and type(opts) ~= "table" then raise(fname, what .. " must be a table") end
+    for k in pairs(opts or {}) do
+      if WAIT_DEFAULTS[k] == nil and k ~= extra then raise(fname, "unknown option " .. what .. "." .. tostring(k)) end
+    end
     local o = {}
     for k, default in pairs(WAIT_DEFAULTS) do
       local v = (opts or {})[k]
       if v == nil then v = default end
       if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-        raise(fname, "opts." .. k .. " must be a non-negative number of seconds")
+        raise(fname, what .. "." .. k .. " must be a non-negative number of seconds")
       end
       o[k] = v
     end
@@ -340,7 +381,7 @@ return setmetatable(M, { __call = function(_, Client, h)
     local account = token
     token = h.token_string(fname, token)
     container_id = h.id_string(fname, "container_id", container_id)
-    local o = wait_options(fname, opts)
+    local o = wait_options(fname, opts, "opts", "user_id")
     local path = user_path(fname, opts) .. "/media_publish"
     local allowed, limited = self:_take_rate("publish", account)
     if not allowed then return nil, limited end
@@ -402,7 +443,8 @@ return setmetatable(M, { __call = function(_, Client, h)
     if spec.on_container ~= nil and type(spec.on_container) ~= "function" then
       raise(fname, "spec.on_container must be a function")
     end
-    local wait = wait_options(fname, spec.wait)
+    if spec.type ~= nil and spec.type ~= kind then raise(fname, "spec.type must be " .. kind .. " or absent") end
+    local wait = wait_options(fname, spec.wait, "spec.wait")
     local base = {}
     for k, v in pairs(spec) do
       if k ~= "on_container" and k ~= "wait" and k ~= "items" and k ~= "check_limit" then base[k] = v end
@@ -410,12 +452,17 @@ return setmetatable(M, { __call = function(_, Client, h)
     base.type = kind
     local items = {}
     if kind == "CAROUSEL" then
-      if type(spec.items) ~= "table" then raise(fname, "spec.items must be an array of item specs") end
+      if type(spec.items) ~= "table" or not array_length(spec.items) then
+        raise(fname, "spec.items must be an array of item specs")
+      end
       if #spec.items < MIN_CHILDREN or #spec.items > MAX_CHILDREN then
         raise(fname, "a carousel has " .. MIN_CHILDREN .. " to " .. MAX_CHILDREN .. " items, not " .. #spec.items)
       end
       for i, item in ipairs(spec.items) do
         if type(item) ~= "table" then raise(fname, "spec.items[" .. i .. "] must be a table") end
+        if item.type ~= nil and item.type ~= "CAROUSEL_ITEM" then
+          raise(fname, "spec.items[" .. i .. "].type must be CAROUSEL_ITEM or absent")
+        end
         local child = { type = "CAROUSEL_ITEM", user_id = spec.user_id }
         for k, v in pairs(item) do child[k] = v end
         container_params(fname, child) -- every item is checked before anything is sent
@@ -464,10 +511,14 @@ return setmetatable(M, { __call = function(_, Client, h)
     if spec.on_container then spec.on_container(id) end
 
     local media
-    media, err = self:publish(token, id, spec)
+    media, err = self:publish(token, id, { user_id = spec.user_id, initial = wait.initial,
+      max_interval = wait.max_interval, budget = wait.budget })
     if media then return { id = media.id, container_id = id } end
     err.container_id = id
-    if err.outcome_unknown or err.blocked or err.transient then
+    -- any failure but "not ready" (nothing was published) and the client's own rate limit (nothing
+    -- was sent) is read back from the container: Instagram has answered errors (2207051, 2207001)
+    -- for posts that went live (PLATFORM.md §2.5)
+    if not err.local_limit and err.code ~= 9007 and err.subcode ~= NOT_READY_SUBCODE then
       local state = self:reconcile(token, id)
       err.reconciled = state
       if state == "published" then return { published = true, container_id = id } end
