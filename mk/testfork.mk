@@ -1,0 +1,15 @@
+# Test-only C helper for the fork-safety specs (tools/testfork/): a separate
+# module, build/<ver>/ig_testfork.so, on the specs' cpath but never part of
+# the shipped instagram.core nor of the rock. Built with `make build`.
+TESTFORK54 = build/5.4/ig_testfork.so
+TESTFORK51 = build/5.1/ig_testfork.so
+
+build: $(TESTFORK54) $(TESTFORK51)
+
+$(TESTFORK54): tools/testfork/testfork.c mk/testfork.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LUA54_INC) -shared -o $@ $<
+
+$(TESTFORK51): tools/testfork/testfork.c mk/testfork.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LUAJIT_INC) -shared -o $@ $<
