@@ -13,17 +13,20 @@ encoder.encode_invalid_numbers(false)
 local M = { null = cjson_safe.null }
 
 -- RFC 8259 §8.1: JSON between systems is UTF-8, and lua-cjson does not check it (src/utf8.c does)
-local valid_utf8 = core.valid_utf8
-M.valid_utf8 = valid_utf8
+M.valid_utf8 = core.valid_utf8
+
+-- one C pass: UTF-8 check, no NUL (cjson would stop there), big integers quoted (src/exactid.c)
+local json_prepare = core.json_prepare
 
 function M.decode(text)
   if type(text) ~= "string" then
     return nil, "not a string"
   end
-  if not valid_utf8(text) then
-    return nil, "invalid UTF-8"
+  local prepared, why = json_prepare(text)
+  if not prepared then
+    return nil, why -- "invalid UTF-8" or "invalid JSON"
   end
-  local value, err = decoder.decode(core.quote_big_ints(text))
+  local value, err = decoder.decode(prepared)
   if err then
     return nil, "invalid JSON"
   end
