@@ -61,6 +61,8 @@ function M.start()
         Nginx.run("rm -rf " .. Nginx.q(dir))
         error("echo: certificate generation failed", 2)
     end
+    -- nginx workers forked by a master running as root are "nobody": let them read the CA
+    Nginx.run("chmod 755 " .. Nginx.q(dir) .. " && chmod 644 " .. Nginx.q(dir .. "/ca.pem"))
     Nginx.watchdog(dir, nil)
     local server, err = Nginx.launch(CONF, { CERT_DIR = dir }, nil, { name = "echo", ports = { "http", "https" } })
     if not server then
