@@ -85,7 +85,6 @@ describe("a client used in init_by_lua, then in 2 forked workers #nginx", functi
         cmd[#cmd + 1] = string.format("curl -s -m 30 -o %s/%d '%s/t?scheme=%s&n=r%d' &", dir, i, server.base, scheme, i)
       end
       assert(Nginx.run(Nginx.CLEAN_ENV .. "sh -c " .. Nginx.q(table.concat(cmd, " ") .. " wait")))
-      local pids = {}
       for i = 1, 10 do
         local body = Nginx.read_file(dir .. "/" .. i)
         assert(body and body ~= "", "no answer for request " .. i .. "\n" .. server:log_tail(20))
@@ -93,7 +92,6 @@ describe("a client used in init_by_lua, then in 2 forked workers #nginx", functi
         assert.is_nil(r.err)
         assert.equal("r" .. i, r.got) -- its own response, never another request's
         assert.not_equal(r.startup_conn, r.conn) -- a connection of the worker's own
-        pids[r.pid] = true
       end
       Nginx.run("rm -rf " .. Nginx.q(dir))
       assert.equal("", server:log_tail():match("%[alert%][^\n]*") or "")
