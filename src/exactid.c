@@ -178,8 +178,11 @@ static int l_json_prepare(lua_State *L)
 {
     size_t len, n;
     const char *s = luaL_checklstring(L, 1, &len);
-    char *out;
-    int status = ig_json_prepare(s, len, NULL, &n);
+    char small[1024], *out;
+    /* short text (a token response) is written in the same pass: each quoted
+     * integer has 16+ bytes and adds 2, so the output fits in len + len/8 + 2 */
+    int direct = len <= (sizeof small - 2) / 9 * 8;
+    int status = ig_json_prepare(s, len, direct ? small : NULL, &n);
     if (status != IG_JSON_OK) {
         lua_pushnil(L);
         lua_pushstring(L, status == IG_JSON_BAD_UTF8 ? "invalid UTF-8" : "invalid JSON");
@@ -187,6 +190,10 @@ static int l_json_prepare(lua_State *L)
     }
     if (n == len) { /* nothing to quote: hand back the same string */
         lua_settop(L, 1);
+        return 1;
+    }
+    if (direct) {
+        lua_pushlstring(L, small, n);
         return 1;
     }
     out = (char *)lua_newuserdata(L, n);
