@@ -13,3 +13,12 @@ $(TESTFORK54): tools/testfork/testfork.c mk/testfork.mk
 $(TESTFORK51): tools/testfork/testfork.c mk/testfork.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) $(LUAJIT_INC) -shared -o $@ $<
+
+# LD_PRELOAD free() shim for spec/core_wipe_spec.lua (GNU extensions: not the C99 flags)
+FREESHIM = build/test/freeshim.so
+
+build: $(FREESHIM)
+
+$(FREESHIM): tools/testfork/freeshim.c mk/testfork.mk
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl

@@ -18,6 +18,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
@@ -528,14 +532,23 @@ static const char *failure(const session *s, const slot *sl, const prepared *req
 
 static void push_lower(lua_State *L, const char *p, size_t n)
 {
-    luaL_Buffer b;
+    char small[128];
     size_t i;
-    luaL_buffinit(L, &b);
+    if (n > sizeof small) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (i = 0; i < n; i++) {
+            char c = p[i];
+            luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c);
+        }
+        luaL_pushresult(&b);
+        return;
+    }
     for (i = 0; i < n; i++) {
         char c = p[i];
-        luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c);
+        small[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
-    luaL_pushresult(&b);
+    lua_pushlstring(L, small, n);
 }
 
 static int is_blank(char c)
@@ -847,10 +860,15 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
             value = lua_tolstring(L, -1, &vl);
             if (has_crlf_nul(value, vl)) request_error(L, fname, index, "header value contains CR, LF or NUL");
             /* "Name;" is libcurl's way to send a header with an empty value */
-            if (vl == 0)
-                lua_pushfstring(L, "%s;", name);
-            else
-                lua_pushfstring(L, "%s: %s", name, value);
+            lua_pushlstring(L, name, nl);
+            if (vl == 0) {
+                lua_pushliteral(L, ";");
+                lua_concat(L, 2);
+            } else {
+                lua_pushliteral(L, ": ");
+                lua_pushvalue(L, -3);
+                lua_concat(L, 3);
+            }
             lua_rawseti(L, anchor, ++*acount);
             lua_pop(L, 2);
             p->hcount++;
@@ -1050,6 +1068,73 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* libcurl's own heap blocks (its copies of URLs, request headers and small
+ * POST bodies, the request it builds, response headers, ...) are wiped before
+ * they are freed: curl_global_init_mem with a free that clears every block's
+ * whole usable size, through a volatile function pointer so the compiler
+ * cannot drop it (the technique of OpenSSL's portable OPENSSL_cleanse), with
+ * 16-byte stores: OPENSSL_cleanse's x86-64 loop costs 0.5 instruction a byte,
+ * and libcurl frees a 16 KiB buffer per transfer. glibc only
+ * (malloc_usable_size); elsewhere plain curl_global_init. */
+#if defined(__GLIBC__)
+#include <malloc.h>
+#define IG_WIPE_CURL_HEAP 1
+
+/* zeroes n bytes, 64 at a time where it can (glibc's memset turns to
+ * "rep stosb" above 2 KiB, which valgrind counts byte by byte) */
+static void wipe_block(void *p, size_t n)
+{
+    unsigned char *b = (unsigned char *)p;
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (; n - i >= 64; i += 64) {
+        _mm_storeu_si128((__m128i *)(void *)(b + i), zero);
+        _mm_storeu_si128((__m128i *)(void *)(b + i + 16), zero);
+        _mm_storeu_si128((__m128i *)(void *)(b + i + 32), zero);
+        _mm_storeu_si128((__m128i *)(void *)(b + i + 48), zero);
+    }
+    for (; n - i >= 16; i += 16) _mm_storeu_si128((__m128i *)(void *)(b + i), zero);
+#endif
+    for (; i < n; i++) b[i] = 0;
+}
+
+/* called through a volatile pointer: the stores cannot be dropped as dead
+ * even though the block is freed right after */
+static void (*const volatile wipe)(void *, size_t) = wipe_block;
+
+static void wiping_free(void *p)
+{
+    if (p) {
+        wipe(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+/* never realloc: a block that moves would be freed unwiped */
+static void *wiping_realloc(void *p, size_t n)
+{
+    size_t old;
+    char *q;
+    if (p == NULL) return malloc(n);
+    old = malloc_usable_size(p);
+    if (n <= old) return p;
+    q = (char *)malloc(n);
+    if (q == NULL) return NULL;
+    memcpy(q, p, old);
+    wiping_free(p);
+    return q;
+}
+
+static char *copy_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = (char *)malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+#endif
+
 void ig_open_session(lua_State *L)
 {
     static int curl_ready = 0;
@@ -1074,7 +1159,15 @@ void ig_open_session(lua_State *L)
     /* once per process, before any other libcurl call; never cleaned up here,
      * since other modules or Lua states may still use libcurl */
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) luaL_error(L, "instagram.core: curl_global_init failed");
+#if IG_WIPE_CURL_HEAP
+        /* a no-op when libcurl was initialised earlier in the process (by
+         * another module): then its blocks are not wiped */
+        if (curl_global_init_mem(CURL_GLOBAL_ALL, malloc, wiping_free, wiping_realloc, copy_string, calloc)
+            != CURLE_OK)
+#else
+        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+#endif
+            luaL_error(L, "instagram.core: curl_global_init failed");
         curl_ready = 1;
     }
 

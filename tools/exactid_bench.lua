@@ -8,13 +8,16 @@ local clock = os.clock
 local budget = tonumber(arg[1]) or 0.5
 
 local items = {}
+local ITEM = '{"id":"178956956680%05d","caption":"Day %d at the lake \\u2014 caf\xc3\xa9 \xf0\x9f\x98\x80 #summer",'
+  .. '"media_type":"IMAGE",'
+  .. '"media_url":"https://scontent.cdninstagram.com/v/t51.29350-15/%d_n.jpg?_nc_cat=10%d&ccb=1-7",'
+  .. '"permalink":"https://www.instagram.com/p/C%08dAbC/","timestamp":"2017-08-31T18:10:00+0000",'
+  .. '"username":"jayposiris"}'
 for i = 1, 25 do
-  items[i] = string.format('{"id":"178956956680%05d","caption":"Day %d at the lake \\u2014 caf\xc3\xa9 \xf0\x9f\x98\x80 #summer",'
-    .. '"media_type":"IMAGE","media_url":"https://scontent.cdninstagram.com/v/t51.29350-15/%d_n.jpg?_nc_cat=10%d&ccb=1-7",'
-    .. '"permalink":"https://www.instagram.com/p/C%08dAbC/","timestamp":"2017-08-31T18:10:00+0000","username":"jayposiris"}',
-    i, i, 1000000 + i, i, i)
+  items[i] = string.format(ITEM, i, i, 1000000 + i, i, i)
 end
-local page = '{"data":[' .. table.concat(items, ",") .. '],"paging":{"cursors":{"before":"QVFIUkx1","after":"QVFIUjZA"},'
+local page = '{"data":[' .. table.concat(items, ",") .. '],'
+  .. '"paging":{"cursors":{"before":"QVFIUkx1","after":"QVFIUjZA"},'
   .. '"next":"https://graph.instagram.com/v21.0/17841405793187219/media?fields=id&limit=25&after=QVFIUjZA"}}'
 local token = '{"access_token":"IGQVJ' .. ("x"):rep(160) .. '","user_id":17841405793187219}'
 
