@@ -1,7 +1,8 @@
 -- A throwaway echo server for the fork-safety specs: Debian nginx (one worker) on loopback,
 -- plain HTTP and HTTPS (certificate for 127.0.0.1 and localhost, signed by a test CA made with
 -- spec/support/fake/gen-certs.sh). Every path ending in /echo answers
---   {"n": <query arg n>, "conn": <nginx connection serial>, "reqs": <requests on it so far>}
+--   {"n": <query arg n>, "conn": <nginx connection serial>, "reqs": <requests on it so far>,
+--    "method": ..., "scheme": ..., "ssl_session_reused": "r" or "." (https)}
 -- after sleeping `delay` seconds (query arg, default 0), so a response can be matched to its
 -- request and to the TCP connection that carried it.
 --
@@ -45,7 +46,7 @@ http {
                 ngx.say(require("cjson").encode({
                     n = ngx.var.arg_n, conn = tonumber(ngx.var.connection),
                     reqs = tonumber(ngx.var.connection_requests), method = ngx.req.get_method(),
-                    scheme = ngx.var.scheme,
+                    scheme = ngx.var.scheme, ssl_session_reused = ngx.var.ssl_session_reused,
                 }))
             }
         }
