@@ -22,3 +22,12 @@ build: $(FREESHIM)
 $(FREESHIM): tools/testfork/freeshim.c mk/testfork.mk
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+# the same helper next to the sanitizer build of the core (make test-asan's cpath)
+TESTFORK_ASAN = build/asan/5.4/ig_testfork.so
+
+asan-build test-asan: $(TESTFORK_ASAN)
+
+$(TESTFORK_ASAN): tools/testfork/testfork.c mk/testfork.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LUA54_INC) -shared -o $@ $<
