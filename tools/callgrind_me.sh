@@ -6,6 +6,8 @@
 # warm-up subtracted. Usage: tools/callgrind_me.sh [N1 [N2]]   (defaults 50 and 550)
 #   CG_LUA=luajit  runs the module on LuaJIT (build/5.1) instead of Lua 5.4 (build/5.4)
 #   CG_KEEP=1      keeps the callgrind output files (printed) for callgrind_annotate
+#   CG_SCRIPT=f    measures the Lua script f (args: BASE N) instead of tools/callgrind/me_loop.lua,
+#                  e.g. tools/callgrind/perform_loop.lua (the C core alone: core.session:perform)
 set -eu
 N1=${1:-50}
 N2=${2:-550}
@@ -63,7 +65,7 @@ per_call() { # label command... (N appended)
 TOKEN=IGQVJ$(printf "%160s" "" | tr " " x)
 # the very URL ig:me sends (tools/callgrind/me_loop.lua uses the same token)
 RAW=$(per_call raw build/callgrind/raw_loop "$BASE/me?fields=id%2Cusername&access_token=$TOKEN")
-MOD=$(LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$CPATH;;" per_call module "$LUA" tools/callgrind/me_loop.lua "$BASE")
+[ -n "${CG_SCRIPT:-}" ] && MOD=$(LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$CPATH;;" per_call module "$LUA" "$CG_SCRIPT" "$BASE") || MOD=$(LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$CPATH;;" per_call module "$LUA" tools/callgrind/me_loop.lua "$BASE")
 echo "callgrind instructions per sequential keep-alive ig:me ($LUA, calls $N1..$N2):"
 echo "  raw libcurl loop: $RAW"
 echo "  module ig:me:     $MOD"

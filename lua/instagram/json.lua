@@ -50,11 +50,23 @@ function M.id(value)
   return nil
 end
 
+local byte = string.byte
+local UNDERSCORE, I, D = byte("_id", 1, 3)
+
+-- "id" or "..._id", without making a substring per key
+local function is_id_key(k)
+  if k == "id" then return true end
+  local n = #k
+  if n < 3 then return false end
+  local a, b, c = byte(k, n - 2, n)
+  return a == UNDERSCORE and b == I and c == D
+end
+
 -- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, in place.
 local function normalize_ids(value, depth)
   if type(value) ~= "table" or depth > 64 then return value end
   for k, v in pairs(value) do
-    if type(v) == "number" and type(k) == "string" and (k == "id" or k:sub(-3) == "_id") then
+    if type(v) == "number" and type(k) == "string" and is_id_key(k) then
       value[k] = M.id(v) or v
     elseif type(v) == "table" then
       normalize_ids(v, depth + 1)
