@@ -18,7 +18,7 @@ FUZZ_LIBS     = -llua5.4 -lcrypto
 # the src/ files each target links (no libcurl, no module loading)
 FUZZ_SRC_base64url      = src/crypto.c
 FUZZ_SRC_query          = src/url.c
-FUZZ_SRC_quote_big_ints = src/exactid.c
+FUZZ_SRC_quote_big_ints = src/exactid.c src/utf8.c
 FUZZ_SRC_signed         = src/signed.c src/crypto.c
 FUZZ_SRC_utf8           = src/utf8.c
 FUZZ_SRC_webhook        = src/webhook.c src/crypto.c
