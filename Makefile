@@ -48,7 +48,7 @@ test-luajit: build
 	$(BUSTED) -r luajit -o utfTerminal --exclude-tags=nginx
 
 # everything CI checks; the last line is busted's own summary of the LuaJIT run
-CI_VALGRIND_CALLS ?= 10000
+CI_VALGRIND_CALLS ?= 3000
 CI_SOAK_CALLS ?= 5000
 test: deps
 	@$(MAKE) --no-print-directory build
