@@ -562,11 +562,15 @@ static int is_blank(char c)
 }
 
 /* Pushes {lower-case-name = value} from the raw header block of the final
- * response; repeated names are joined with ", ". Lines that are not
- * "name: value" (status line, folded or malformed lines) are skipped. */
+ * response; repeated names are joined with ", ". An obs-fold line (leading
+ * space or tab) continues the header before it, joined with one space
+ * (RFC 9112 5.2), as the cosocket transport does. Other lines that are not
+ * "name: value" (the status line, malformed lines) are skipped. */
 static void push_headers(lua_State *L, const membuf *h)
 {
     const char *p = h->data, *end = h->data + h->len;
+    const char *last_name = NULL; /* the header a fold line continues */
+    size_t last_len = 0;
     int t;
     lua_newtable(L);
     t = lua_gettop(L);
@@ -575,6 +579,23 @@ static void push_headers(lua_State *L, const membuf *h)
         const char *line_end = eol ? eol : end, *next = eol ? eol + 1 : end;
         const char *colon;
         while (line_end > p && line_end[-1] == '\r') line_end--;
+        if (last_name && p < line_end && is_blank(*p)) {
+            const char *v = p, *v_end = line_end;
+            while (v < v_end && is_blank(*v)) v++;
+            while (v_end > v && is_blank(v_end[-1])) v_end--;
+            if (v < v_end) {
+                push_lower(L, last_name, last_len);
+                lua_pushvalue(L, -1);
+                lua_rawget(L, t);
+                lua_pushliteral(L, " ");
+                lua_pushlstring(L, v, (size_t)(v_end - v));
+                lua_concat(L, 3);
+                lua_rawset(L, t);
+            }
+            p = next;
+            continue;
+        }
+        last_name = NULL;
         colon = (const char *)memchr(p, ':', (size_t)(line_end - p));
         if (colon && colon > p && !is_blank(*p)) {
             const char *name_end = p;
@@ -595,6 +616,8 @@ static void push_headers(lua_State *L, const membuf *h)
                     lua_concat(L, 3);
                 }
                 lua_rawset(L, t);
+                last_name = p;
+                last_len = (size_t)(colon - p);
             }
         }
         p = next;
