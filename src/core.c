@@ -10,5 +10,6 @@ int luaopen_instagram_core(lua_State *L)
     ig_open_signed(L);
     ig_open_session(L);
     ig_open_utf8(L);
+    ig_open_cli_fs(L);
     return 1;
 }
