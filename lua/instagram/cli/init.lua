@@ -1,0 +1,531 @@
+-- The `instagram` command (bin/instagram): the "Get Started" tutorial, a token file and Graph
+-- reads from a shell. Arguments are parsed by lua-argparse. Exit codes: 0 success, 1 API or
+-- network error, 2 usage, 3 authentication needed. An error is one line on stderr.
+local argparse = require "argparse"
+local instagram = require "instagram"
+local json = require "instagram.json"
+local tokenfile = require "instagram.cli.tokenfile"
+
+local M = {}
+
+local EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+M.EXIT = { ok = EXIT_OK, api = EXIT_API, usage = EXIT_USAGE, auth = EXIT_AUTH }
+
+local DAY = 86400
+local ENDPOINT_NAMES = { authorize = true, token = true, graph = true }
+
+---------------------------------------------------------------------------
+-- failures: fail() unwinds to main(), which prints one line and returns the exit code
+
+local Failure = {}
+
+local function fail(code, msg)
+  error(setmetatable({ code = code, msg = msg }, Failure), 0)
+end
+
+-- The exit code for a library error object.
+function M.exit_code(err, during_login)
+  if err.token_invalid then return EXIT_AUTH end
+  if err.kind == "denied" then return EXIT_AUTH end
+  if err.kind == "state" or err.kind == "callback" then return EXIT_USAGE end
+  -- the token endpoint refused the code (used, expired, another app's): only a new login helps
+  if during_login and err.kind == "api" and not err.transient and not err.rate_limited then return EXIT_AUTH end
+  return EXIT_API
+end
+
+local function fail_err(err, during_login)
+  local code = M.exit_code(err, during_login)
+  local msg = tostring(err):gsub("^instagram: ", "")
+  if code == EXIT_AUTH and not during_login then msg = msg .. " (run: instagram login)" end
+  fail(code, msg)
+end
+
+---------------------------------------------------------------------------
+-- pure helpers (unit-tested in spec/cli_spec.lua)
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- pasted(line) -> input for ig:parse_callback, whether its state can be checked | nil, message.
+-- A whole redirect URL or its query string is checked; a bare code (with or without #_) cannot be.
+function M.pasted(line)
+  line = trim(line or "")
+  if line == "" then return nil, "nothing was pasted: paste the URL you were redirected to" end
+  local bare = line:gsub("#_?$", "")
+  if bare:match("^[%w%-_%.~%%]+$") then return "code=" .. bare, false end
+  return line, true
+end
+
+-- A URL's host is loopback (127.0.0.0/8, ::1, localhost).
+function M.is_loopback(url)
+  local rest = url:match("^%a[%w+.-]*://([^/?#]*)")
+  if not rest then return false end
+  local host = rest:gsub("^.*@", "")
+  local v6 = host:match("^%[(.-)%]")
+  if v6 then return v6 == "::1" end
+  host = host:gsub(":%d*$", ""):lower()
+  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- endpoints(list_from_env, list_from_flags) -> {name = url} | nil, message. Each entry is NAME=URL;
+-- the environment string separates entries with commas or spaces; flags win.
+function M.endpoints(env, flags)
+  local out = {}
+  local entries = {}
+  for entry in (env or ""):gmatch("[^,%s]+") do entries[#entries + 1] = entry end
+  for _, entry in ipairs(flags or {}) do entries[#entries + 1] = entry end
+  for _, entry in ipairs(entries) do
+    local name, url = entry:match("^([%w_]+)=(.+)$")
+    if not name or not ENDPOINT_NAMES[name] then
+      return nil, "bad endpoint '" .. entry .. "': use authorize=URL, token=URL or graph=URL"
+    end
+    out[name] = url
+  end
+  return out
+end
+
+-- params({"k=v", ...}) -> {k = v} | nil, message
+function M.params(list)
+  local out = {}
+  for _, kv in ipairs(list or {}) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then return nil, "bad parameter '" .. kv .. "': use KEY=VALUE" end
+    out[k] = v
+  end
+  return out
+end
+
+-- JSON for the terminal: exact IDs, and "/" left alone (lua-cjson writes "\/").
+function M.encode(value)
+  local text = assert(json.encode(value))
+  return (text:gsub("\\/", "/"))
+end
+
+-- "2026-01-28 19:40 UTC (in 59 days)" for a Unix time, relative to now
+function M.when(t, now)
+  if not t then return "unknown" end
+  local left = t - now
+  local rel
+  if left >= 2 * DAY then
+    rel = string.format("in %d days", math.floor(left / DAY))
+  elseif left >= 0 then
+    rel = string.format("in %d hours", math.floor(left / 3600))
+  elseif -left >= 2 * DAY then
+    rel = string.format("%d days ago", math.floor(-left / DAY))
+  else
+    rel = string.format("%d hours ago", math.floor(-left / 3600))
+  end
+  return os.date("!%Y-%m-%d %H:%M UTC", math.floor(t)) .. " (" .. rel .. ")"
+end
+
+---------------------------------------------------------------------------
+-- the parser
+
+local function common_options(p)
+  p:option("--app-id", "The Instagram app ID (or INSTAGRAM_APP_ID).")
+  p:option("--app-secret", "The app secret (or INSTAGRAM_APP_SECRET). It lands in your shell history: "
+    .. "prefer --app-secret-file.")
+  p:option("--app-secret-file", "A file whose first line is the app secret.")
+  p:option("--redirect-uri", "The redirect URI registered for the app (or INSTAGRAM_REDIRECT_URI).")
+  p:option("--api", "Which API: instagram_login (default) or basic_display.")
+    :choices({ "instagram_login", "basic_display" })
+  p:option("--endpoint", "Point the client elsewhere: authorize=URL, token=URL or graph=URL "
+    .. "(repeatable; or INSTAGRAM_ENDPOINTS).")
+    :count("*")
+  p:option("--ca-file", "PEM bundle to verify TLS against (default: the system store).")
+  p:option("--graph-version", "Graph API version prefixed to paths, e.g. v21.0.")
+  p:flag("--allow-http", "Allow plain http:// endpoints on loopback hosts (local testing only).")
+  p:option("--token-file", "The token file (default: $XDG_CONFIG_HOME/instagram/token.json).")
+  p:flag("--fake", "Run against the bundled fake Instagram: no account needed.")
+end
+
+local function version_flag(p)
+  p:flag("--version", "Show the version and exit.")
+    :action(function()
+      io.stdout:write("instagram (lua-instagram) ", instagram.VERSION, "\n")
+      os.exit(0)
+    end)
+end
+
+function M.parser()
+  local p = argparse("instagram", "Instagram from a shell: log in, keep the token, read the Graph API.")
+    :command_target("command")
+    :epilog("Exit codes: 0 success, 1 API or network error, 2 usage, 3 authentication needed.\n"
+      .. "The options above work after the subcommand too, e.g. instagram me --fake.")
+  common_options(p)
+  version_flag(p)
+  local function command(name, summary)
+    local c = p:command(name, summary)
+    version_flag(c)
+    c:epilog("Common options (--app-id, --api, --endpoint, --token-file, --fake, ...): instagram --help.")
+    return c
+  end
+
+  local login = command("login", "Log in: prints the Authorization Window URL, reads the redirect URL "
+    .. "you paste, exchanges the code and saves the token.")
+  login:flag("--short", "Keep the short-lived (1 hour) token instead of exchanging it for a long-lived one.")
+
+  local token = command("token", "Show the stored token (never the token itself unless --reveal).")
+  token:flag("--reveal", "Also print the access token.")
+  token:require_command(false)
+  local refresh = token:command("refresh", "Refresh the stored long-lived token when it is due "
+    .. "(expires within 7 days); writes the file back only when refreshed.")
+  refresh:flag("--force", "Refresh now, whatever the expiry.")
+  version_flag(refresh)
+
+  local me = command("me", "Print the logged-in user as JSON.")
+  me:option("--fields", "Comma-separated fields (default id,username).")
+
+  local get = command("get", "Any Graph GET, printed as JSON.")
+  get:argument("path", "A Graph path, e.g. me/media.")
+  get:argument("params", "Query parameters as KEY=VALUE."):args("*")
+
+  local media = command("media", "The user's media as JSON lines, one item per line.")
+  local limit = media:option("--limit", "At most N items (pages are followed as needed)."):convert(function(v)
+    local n = tonumber(v)
+    if not n or n < 1 or n ~= math.floor(n) then return nil, "--limit must be a positive integer" end
+    return n
+  end)
+  local all = media:flag("--all", "Every item: follow every page (progress on stderr when it is a terminal).")
+  media:option("--fields", "Comma-separated fields.")
+  media:mutex(limit, all)
+
+  local verify = command("verify-signed-request", "Verify a signed_request (deauthorize or data-deletion "
+    .. "callback) with the app secret and print its payload.")
+  verify:argument("signed_request", "The signed_request parameter.")
+
+  p:add_complete_command()
+  return p
+end
+
+---------------------------------------------------------------------------
+-- the client
+
+local function read_secret_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then fail(EXIT_USAGE, "cannot read --app-secret-file: " .. tostring(err)) end
+  local line = f:read("*l") or ""
+  f:close()
+  line = trim(line)
+  if line == "" then fail(EXIT_USAGE, "--app-secret-file " .. path .. " is empty") end
+  return line
+end
+
+local function nonempty(v)
+  if v ~= nil and v ~= "" then return v end
+  return nil
+end
+
+-- The client config from flags, environment, the stored token and --fake, in that order.
+local function client_config(ctx, need)
+  local a, getenv, stored = ctx.args, ctx.getenv, ctx.stored or {}
+  local config = ctx.fake_config and {} or nil
+  if ctx.fake_config then
+    for k, v in pairs(ctx.fake_config) do config[k] = v end
+    return config
+  end
+  config = {
+    api = a.api or stored.api,
+    app_id = nonempty(a.app_id) or nonempty(getenv("INSTAGRAM_APP_ID")) or stored.app_id,
+    redirect_uri = nonempty(a.redirect_uri) or nonempty(getenv("INSTAGRAM_REDIRECT_URI")) or stored.redirect_uri,
+    ca_file = a.ca_file,
+    graph_version = a.graph_version,
+    allow_http = a.allow_http or nil,
+  }
+  if a.app_secret then
+    config.app_secret = a.app_secret
+  elseif a.app_secret_file then
+    config.app_secret = read_secret_file(a.app_secret_file)
+  else
+    config.app_secret = nonempty(getenv("INSTAGRAM_APP_SECRET"))
+  end
+  local endpoints, err = M.endpoints(getenv("INSTAGRAM_ENDPOINTS"), a.endpoint)
+  if not endpoints then fail(EXIT_USAGE, err) end
+  for name, url in pairs(endpoints) do
+    if url:match("^[Hh][Tt][Tt][Pp]://") then
+      if not a.allow_http then
+        fail(EXIT_USAGE, "endpoint " .. name .. " is plain http: add --allow-http (loopback hosts only)")
+      elseif not M.is_loopback(url) then
+        fail(EXIT_USAGE, "--allow-http is for loopback hosts only; endpoint " .. name .. " is not one")
+      end
+    end
+  end
+  if next(endpoints) then config.endpoints = endpoints end
+
+  local missing = {}
+  if need.app and not config.app_id then missing[#missing + 1] = "--app-id (or INSTAGRAM_APP_ID)" end
+  if need.app and not config.redirect_uri then
+    missing[#missing + 1] = "--redirect-uri (or INSTAGRAM_REDIRECT_URI)"
+  end
+  if need.secret and not config.app_secret then
+    missing[#missing + 1] = "--app-secret-file FILE (or INSTAGRAM_APP_SECRET)"
+  end
+  if #missing > 0 then
+    fail(EXIT_USAGE, ctx.command .. " needs " .. table.concat(missing, ", ") .. "; see instagram --help")
+  end
+  -- Graph reads send neither: a token file from elsewhere may lack them
+  config.app_id = config.app_id or "0"
+  config.redirect_uri = config.redirect_uri or "https://localhost/"
+  if config.redirect_uri:match("^[Hh][Tt][Tt][Pp]://") and a.allow_http and not M.is_loopback(config.redirect_uri) then
+    fail(EXIT_USAGE, "--allow-http is for loopback hosts only; the redirect URI is not one")
+  end
+  return config
+end
+
+local function new_client(ctx, need)
+  local config = client_config(ctx, need)
+  ctx.secret = config.app_secret
+  return instagram.new(config)
+end
+
+-- how a token file is named in messages: --fake's lives in a temp dir removed on exit
+local function shown(ctx, path)
+  if ctx.fake_token_path then return "a temporary file (--fake)" end
+  return path
+end
+
+local function token_path(ctx)
+  if ctx.fake_token_path then return ctx.fake_token_path end
+  local path = ctx.args.token_file or tokenfile.default_path(ctx.getenv)
+  if not path then fail(EXIT_USAGE, "no token file: set HOME or XDG_CONFIG_HOME, or pass --token-file") end
+  return path
+end
+
+local function load_token(ctx)
+  local path = token_path(ctx)
+  local t, err, why = tokenfile.load(path)
+  if not t then fail(why == "missing" and EXIT_AUTH or EXIT_USAGE, err) end
+  ctx.stored = t
+  return t, path
+end
+
+local function save_token(path, token)
+  local ok, err = tokenfile.save(path, token)
+  if not ok then fail(EXIT_API, err) end
+end
+
+local function out(...)
+  io.stdout:write(...)
+end
+
+---------------------------------------------------------------------------
+-- subcommands
+
+local commands = {}
+
+function commands.login(ctx)
+  local path = token_path(ctx)
+  local ig = new_client(ctx, { app = true, secret = true })
+  local url, state = ig:authorize_url()
+  out("Open this URL in a browser, log in and allow access:\n", url, "\n")
+  io.stdout:flush()
+  io.stderr:write("Paste the URL you were redirected to (or just the code)", ctx.fake and
+    ", or press Enter to let the fake play the browser" or "", ": ")
+  io.stderr:flush()
+  local line = io.stdin:read("*l")
+  if ctx.fake and (line == nil or trim(line) == "") then
+    local location, ferr = ctx.fake_module.browse(instagram.core, ctx.fake, url)
+    if not location then fail(EXIT_API, ferr) end
+    io.stderr:write("\n(fake) the browser was redirected to ", location, "\n")
+    line = location
+  end
+  if line == nil then fail(EXIT_USAGE, "no redirect URL: standard input ended") end
+  local input, checkable = M.pasted(line)
+  if not input then fail(EXIT_USAGE, checkable) end
+  if not checkable then
+    io.stderr:write("instagram: warning: only a code was pasted, so its state cannot be checked; "
+      .. "paste the whole redirect URL to have it checked\n")
+  end
+  local code, err = ig:parse_callback(input, checkable and state or false)
+  if not code then fail_err(err, true) end
+  local token
+  token, err = ig:exchange_code(code)
+  if not token then fail_err(err, true) end
+  if not ctx.args.short then
+    local long
+    long, err = ig:exchange_token(token)
+    if not long then fail_err(err, true) end
+    token = long
+  end
+  local me
+  me, err = ig:me(token)
+  if not me then fail_err(err, true) end
+  token.user_id = token.user_id or json.id(me.id)
+  token.username = type(me.username) == "string" and me.username or nil
+  token.api, token.app_id, token.redirect_uri = ig.api, ig.app_id, ig.redirect_uri
+  save_token(path, token)
+  out(string.format("Logged in as %s (%s), %s API.\n", tostring(token.username or "?"),
+    tostring(token.user_id or "?"), ig.api))
+  out(string.format("%s token, expires %s; saved to %s\n", ctx.args.short and "Short-lived" or "Long-lived",
+    M.when(token.expires_at, ctx.now()), shown(ctx, path)))
+  return EXIT_OK
+end
+
+local function token_kind(t)
+  if t.expires_in and t.expires_in <= 2 * 3600 then return "short-lived" end
+  if t.expires_in then return "long-lived" end
+  return "unknown lifetime"
+end
+
+local function show_token(ctx)
+  local t, path = load_token(ctx)
+  local now = ctx.now()
+  out("user     ", tostring(t.username or "?"), " (", tostring(t.user_id or "?"), ")\n")
+  out("api      ", tostring(t.api or "?"), "\n")
+  out("kind     ", token_kind(t), "\n")
+  out("issued   ", t.issued_at and os.date("!%Y-%m-%d %H:%M UTC", math.floor(t.issued_at)) or "unknown", "\n")
+  out(t.expires_at and t.expires_at <= now and "expired  " or "expires  ", M.when(t.expires_at, now), "\n")
+  out("file     ", shown(ctx, path), "\n")
+  if ctx.args.reveal then
+    out("token    ", t.access_token, "\n")
+  else
+    out("token    (hidden; --reveal prints it)\n")
+  end
+  return EXIT_OK
+end
+
+local function refresh(ctx)
+  local t, path = load_token(ctx)
+  local ig = new_client(ctx, {})
+  local new, refreshed, err
+  if ctx.args.force then
+    new, err = ig:refresh_token(t)
+    refreshed = new ~= nil
+  else
+    local second
+    new, second = ig:refresh_if_needed(t)
+    if new then refreshed = second else err = second end
+  end
+  if not new then fail_err(err) end
+  local now = ctx.now()
+  if not refreshed then
+    out("Not due: the token expires ", M.when(t.expires_at, now),
+      "; it is refreshed within 7 days of expiry (--force refreshes now).\n")
+    return EXIT_OK
+  end
+  for _, k in ipairs({ "username", "api", "app_id", "redirect_uri" }) do new[k] = t[k] end
+  new.user_id = new.user_id or t.user_id
+  save_token(path, new)
+  out("Refreshed: the token now expires ", M.when(new.expires_at, now), "; saved to ", shown(ctx, path), "\n")
+  return EXIT_OK
+end
+
+function commands.token(ctx)
+  if ctx.args.refresh then return refresh(ctx) end
+  return show_token(ctx)
+end
+
+function commands.me(ctx)
+  local t = load_token(ctx)
+  local ig = new_client(ctx, {})
+  local me, err = ig:me(t, ctx.args.fields)
+  if not me then fail_err(err) end
+  out(M.encode(me), "\n")
+  return EXIT_OK
+end
+
+function commands.get(ctx)
+  local params, perr = M.params(ctx.args.params)
+  if not params then fail(EXIT_USAGE, perr) end
+  local t = load_token(ctx)
+  local ig = new_client(ctx, {})
+  local body, err = ig:get(t, ctx.args.path, params)
+  if not body then fail_err(err) end
+  out(M.encode(body), "\n")
+  return EXIT_OK
+end
+
+function commands.media(ctx)
+  local a = ctx.args
+  local t = load_token(ctx)
+  local ig = new_client(ctx, {})
+  local progress = a.all and instagram.core.isatty(2)
+  local opts = { fields = a.fields }
+  if a.limit and a.limit <= 100 then opts.limit = a.limit end
+  local page, err = ig:media(t, opts)
+  local count, pages = 0, 0
+  while page do
+    pages = pages + 1
+    for _, item in ipairs(page.data or {}) do
+      out(M.encode(item), "\n")
+      count = count + 1
+      if a.limit and count >= a.limit then break end
+    end
+    if progress then io.stderr:write(string.format("\r%d items, %d pages", count, pages)) end
+    if not (a.all or (a.limit and count < a.limit)) then break end
+    page, err = ig:next_page(page)
+  end
+  if progress then io.stderr:write("\n") end
+  if err then fail_err(err) end
+  return EXIT_OK
+end
+
+commands["verify-signed-request"] = function(ctx)
+  local config = client_config(ctx, { secret = true })
+  local payload, err = instagram.parse_signed_request(ctx.args.signed_request, config.app_secret)
+  if not payload then fail_err(err) end
+  out(M.encode(payload), "\n")
+  return EXIT_OK
+end
+
+---------------------------------------------------------------------------
+-- main
+
+local function first_line(s)
+  return (tostring(s):match("^%s*([^\n]*)"))
+end
+
+-- main(argv[, env]) -> exit code. env (for tests): {getenv = f, now = f}.
+function M.main(argv, env)
+  env = env or {}
+  local ctx = { getenv = env.getenv or os.getenv, now = env.now or os.time }
+  local parser = M.parser()
+  local list = {}
+  for i = 1, #(argv or {}) do list[i] = argv[i] end
+  local ok, args = parser:pparse(list)
+  if not ok then
+    io.stderr:write("instagram: ", first_line(args), " (see instagram --help)\n")
+    return EXIT_USAGE
+  end
+  ctx.args, ctx.command = args, args.command
+  if args.app_secret then
+    io.stderr:write("instagram: warning: --app-secret leaves the secret in your shell history and the "
+      .. "process list; prefer --app-secret-file FILE or INSTAGRAM_APP_SECRET\n")
+  end
+
+  local run = commands[args.command]
+  local done, code = xpcall(function()
+    if args.fake then
+      if args.token_file then fail(EXIT_USAGE, "--fake keeps its own token: drop --token-file") end
+      local fake_module = require "instagram.cli.fake"
+      local f, err = fake_module.start()
+      if not f then fail(EXIT_USAGE, err) end
+      ctx.fake, ctx.fake_module = f, fake_module
+      local api = args.api or "instagram_login"
+      ctx.fake_config = fake_module.config(f, api)
+      ctx.fake_token_path = f.prefix .. "/token.json"
+      if args.command ~= "login" then
+        local t = fake_module.token(f, api, ctx.now())
+        t.api, t.app_id, t.redirect_uri = api, ctx.fake_config.app_id, ctx.fake_config.redirect_uri
+        save_token(ctx.fake_token_path, t)
+      end
+    end
+    return run(ctx)
+  end, function(e)
+    if getmetatable(e) == Failure then return e end
+    -- a library function raised: what it names came from a flag or the token file
+    local msg = tostring(e)
+    if msg:match("^instagram%.[%w_]+: ") or msg:match("^ig:[%w_]+: ") then
+      return setmetatable({ code = EXIT_USAGE, msg = first_line(msg) }, Failure)
+    end
+    return setmetatable({ code = EXIT_API, msg = "internal error: " .. first_line(msg) }, Failure)
+  end)
+  if ctx.fake then ctx.fake:stop() end
+  io.stdout:flush()
+  if done then return code end
+  io.stderr:write("instagram: ", code.msg, "\n")
+  return code.code
+end
+
+return M
