@@ -182,18 +182,28 @@ function M.parser()
   get:argument("params", "Query parameters as KEY=VALUE."):args("*")
 
   local media = command("media", "The user's media as JSON lines, one item per line.")
-  local limit = media:option("--limit", "At most N items (pages are followed as needed)."):convert(function(v)
-    local n = tonumber(v)
-    if not n or n < 1 or n ~= math.floor(n) then return nil, "--limit must be a positive integer" end
-    return n
-  end)
+  local function positive(name, max)
+    return function(v)
+      local n = tonumber(v)
+      if not n or n < 1 or n ~= math.floor(n) or (max and n > max) then
+        return nil, name .. " must be an integer from 1" .. (max and (" to " .. max) or "")
+      end
+      return n
+    end
+  end
+  local limit = media:option("--limit", "At most N items (pages are followed as needed).")
+    :convert(positive("--limit"))
   local all = media:flag("--all", "Every item: follow every page (progress on stderr when it is a terminal).")
   media:option("--fields", "Comma-separated fields.")
+  media:option("--page-size", "Items per request (the Graph limit parameter), 1 to 100.")
+    :convert(positive("--page-size", 100))
   media:mutex(limit, all)
 
   local verify = command("verify-signed-request", "Verify a signed_request (deauthorize or data-deletion "
     .. "callback) with the app secret and print its payload.")
-  verify:argument("signed_request", "The signed_request parameter.")
+  verify:argument("signed_request", "The signed_request parameter; read from stdin when left out "
+    .. "(one may start with '-': write -- before it).")
+    :args("?")
 
   p:add_complete_command()
   return p
@@ -320,14 +330,16 @@ function commands.login(ctx)
   local url, state = ig:authorize_url()
   out("Open this URL in a browser, log in and allow access:\n", url, "\n")
   io.stdout:flush()
-  io.stderr:write("Paste the URL you were redirected to (or just the code)", ctx.fake and
-    ", or press Enter to let the fake play the browser" or "", ": ")
-  io.stderr:flush()
+  if instagram.core.isatty(0) then
+    io.stderr:write("Paste the URL you were redirected to (or just the code)", ctx.fake and
+      ", or press Enter to let the fake play the browser" or "", ": ")
+    io.stderr:flush()
+  end
   local line = io.stdin:read("*l")
   if ctx.fake and (line == nil or trim(line) == "") then
     local location, ferr = ctx.fake_module.browse(instagram.core, ctx.fake, url)
     if not location then fail(EXIT_API, ferr) end
-    io.stderr:write("\n(fake) the browser was redirected to ", location, "\n")
+    io.stderr:write("(fake) the browser was redirected to ", location, "\n")
     line = location
   end
   if line == nil then fail(EXIT_USAGE, "no redirect URL: standard input ended") end
@@ -357,8 +369,10 @@ function commands.login(ctx)
   save_token(path, token)
   out(string.format("Logged in as %s (%s), %s API.\n", tostring(token.username or "?"),
     tostring(token.user_id or "?"), ig.api))
-  out(string.format("%s token, expires %s; saved to %s\n", ctx.args.short and "Short-lived" or "Long-lived",
-    M.when(token.expires_at, ctx.now()), shown(ctx, path)))
+  local expiry = "expires " .. M.when(token.expires_at, ctx.now())
+  if ctx.args.short and not token.expires_at then expiry = "valid for about an hour" end
+  out(string.format("%s token, %s; saved to %s\n", ctx.args.short and "Short-lived" or "Long-lived",
+    expiry, shown(ctx, path)))
   return EXIT_OK
 end
 
@@ -441,8 +455,8 @@ function commands.media(ctx)
   local t = load_token(ctx)
   local ig = new_client(ctx, {})
   local progress = a.all and instagram.core.isatty(2)
-  local opts = { fields = a.fields }
-  if a.limit and a.limit <= 100 then opts.limit = a.limit end
+  local opts = { fields = a.fields, limit = a.page_size }
+  if not opts.limit and a.limit and a.limit <= 100 then opts.limit = a.limit end
   local page, err = ig:media(t, opts)
   local count, pages = 0, 0
   while page do
@@ -463,7 +477,8 @@ end
 
 commands["verify-signed-request"] = function(ctx)
   local config = client_config(ctx, { secret = true })
-  local payload, err = instagram.parse_signed_request(ctx.args.signed_request, config.app_secret)
+  local sr = ctx.args.signed_request or trim(io.stdin:read("*l") or "")
+  local payload, err = instagram.parse_signed_request(sr, config.app_secret)
   if not payload then fail_err(err) end
   out(M.encode(payload), "\n")
   return EXIT_OK
@@ -489,6 +504,11 @@ function M.main(argv, env)
     return EXIT_USAGE
   end
   ctx.args, ctx.command = args, args.command
+  local _, eperr = M.endpoints(ctx.getenv("INSTAGRAM_ENDPOINTS"), args.endpoint)
+  if eperr then
+    io.stderr:write("instagram: ", eperr, "\n")
+    return EXIT_USAGE
+  end
   if args.app_secret then
     io.stderr:write("instagram: warning: --app-secret leaves the secret in your shell history and the "
       .. "process list; prefer --app-secret-file FILE or INSTAGRAM_APP_SECRET\n")

@@ -1,0 +1,568 @@
+-- The `instagram` command end to end: bin/instagram in a child process against the fake
+-- Instagram over HTTPS, the redirect pasted on stdin; and its pure helpers.
+local Fake = require "spec.support.fake"
+local Nginx = require "spec.support.nginx"
+local Cli = require "spec.support.cli"
+local cli = require "instagram.cli"
+local core = require "instagram.core"
+local json = require "instagram.json"
+local instagram = require "instagram"
+
+local function mode_of(path)
+  local mode, kind = core.file_mode(path)
+  return { mode, kind }
+end
+
+local function one_line(r)
+  local lines = Cli.lines(r.stderr)
+  assert.equal(1, #lines, "expected one line on stderr, got:\n" .. r.stderr)
+  assert.not_matches("traceback", r.stderr)
+  return lines[1]
+end
+
+describe("instagram command: helpers", function()
+  it("pasted: a URL or query is checked, a bare code (with or without #_) is not", function()
+    assert.same({ "https://localhost/auth/?code=AB&state=s#_", true },
+      { cli.pasted("  https://localhost/auth/?code=AB&state=s#_ \n") })
+    assert.same({ "code=AQ-b_c", false }, { cli.pasted("AQ-b_c#_") })
+    assert.same({ "code=AQ-b_c", false }, { cli.pasted("AQ-b_c") })
+    assert.same({ "code=AB&state=x", true }, { cli.pasted("code=AB&state=x") })
+    local none, msg = cli.pasted("   ")
+    assert.is_nil(none)
+    assert.matches("nothing was pasted", msg)
+  end)
+
+  it("is_loopback: 127/8, ::1 and localhost only", function()
+    assert.is_true(cli.is_loopback("http://127.0.0.1:8080/x"))
+    assert.is_true(cli.is_loopback("http://127.9.8.7"))
+    assert.is_true(cli.is_loopback("http://[::1]:99/"))
+    assert.is_true(cli.is_loopback("http://LocalHost/"))
+    assert.is_false(cli.is_loopback("http://127.0.0.1.evil.example/"))
+    assert.is_false(cli.is_loopback("http://user@example.com/"))
+    assert.is_false(cli.is_loopback("http://localhost.example/"))
+    assert.is_false(cli.is_loopback("http://[::2]/"))
+    assert.is_false(cli.is_loopback("not a url"))
+  end)
+
+  it("endpoints: NAME=URL from the environment (commas or spaces) and flags, flags win", function()
+    assert.same({ graph = "https://b", token = "https://t", authorize = "https://a" },
+      cli.endpoints("graph=https://g, token=https://t authorize=https://a", { "graph=https://b" }))
+    local none, msg = cli.endpoints(nil, { "media=https://x" })
+    assert.is_nil(none)
+    assert.matches("bad endpoint 'media=https://x'", msg, 1, true)
+    assert.is_nil((cli.endpoints("graph", nil)))
+  end)
+
+  it("params: KEY=VALUE, the value may hold '='", function()
+    assert.same({ fields = "id,username", q = "a=b" }, cli.params({ "fields=id,username", "q=a=b" }))
+    assert.is_nil((cli.params({ "novalue" })))
+  end)
+
+  it("encode: exact IDs and unescaped slashes", function()
+    local v = json.decode('{"id":17841405793187219,"url":"https://x/y\\\\/z"}')
+    local text = cli.encode(json.normalize_ids(v))
+    assert.same(json.decode(text), v)
+    assert.matches('"id":"17841405793187219"', text, 1, true)
+    assert.matches('"url":"https://x/y\\\\/z"', text, 1, true)
+  end)
+
+  it("exit_code: 3 when authentication is needed, 2 for unusable input, 1 otherwise", function()
+    local errors = require "instagram.errors"
+    assert.equal(3, cli.exit_code(errors.new("api", "x", { code = 190, token_invalid = true })))
+    assert.equal(3, cli.exit_code(errors.new("denied", "x")))
+    assert.equal(2, cli.exit_code(errors.new("state", "x")))
+    assert.equal(2, cli.exit_code(errors.new("callback", "x")))
+    assert.equal(3, cli.exit_code(errors.new("api", "code used", { code = 400 }), true))
+    assert.equal(1, cli.exit_code(errors.new("api", "code used", { code = 400 })))
+    assert.equal(1, cli.exit_code(errors.new("network", "x"), true))
+    assert.equal(1, cli.exit_code(errors.new("signature", "x")))
+  end)
+end)
+
+describe("instagram command against the fake", function()
+  local f, dir, app, token_file
+  setup(function() f = Fake.start({ quiet = true }) end)
+  teardown(function() if f then f:stop() end end)
+  before_each(function()
+    f:reset()
+    dir = Cli.tempdir()
+    app = f.apps.basic_display
+    token_file = dir .. "/token.json"
+  end)
+  after_each(function() Cli.rmdir(dir) end)
+
+  -- the flags a deployment behind a proxy would use; the secret comes from the environment
+  local function flags(extra)
+    local eps = f:endpoints("https")
+    local argv = {
+      "--api", "basic_display", "--app-id", app.client_id, "--redirect-uri", app.redirect_uri,
+      "--endpoint", "authorize=" .. eps.authorize, "--endpoint", "token=" .. eps.token,
+      "--endpoint", "graph=" .. eps.graph, "--ca-file", f.ca_file, "--token-file", token_file,
+    }
+    for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+    return argv
+  end
+  local function env(extra)
+    local e = { INSTAGRAM_APP_SECRET = app.secret }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+  local function run(args, opts)
+    opts = opts or {}
+    opts.env = opts.env or env()
+    return Cli.run(dir, args, opts)
+  end
+  -- what the browser does: load the Authorization Window URL, read the redirect (never followed)
+  local function browse(url)
+    assert.equal(f.https, url:sub(1, #f.https))
+    local status, headers = Nginx.http("GET", f.http .. url:sub(#f.https + 1))
+    assert.equal(302, status)
+    return headers.location
+  end
+  local function login(args, answer, e)
+    return Cli.interactive(dir, args or flags({ "login" }), answer or browse, { env = e or env() })
+  end
+  local function stored()
+    local text = assert(Nginx.read_file(token_file))
+    return assert(json.decode(text)), text
+  end
+  local function exchanges()
+    return #f:log("/oauth/access_token")
+  end
+
+  describe("login", function()
+    it("prints the URL, takes the pasted redirect with #_, saves a long-lived token 0600 and says who", function()
+      local r, url = login()
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^https://127%.0%.0%.1:%d+/oauth/authorize%?client_id=684477648739411&", url)
+      assert.matches("Logged in as jayposiris (17841405793187219), basic_display API.", r.stdout, 1, true)
+      assert.matches("Long%-lived token, expires %d+%-%d+%-%d+ %d+:%d+ UTC %(in 60 days%)", r.stdout)
+      assert.equal(384, (core.file_mode(token_file))) -- 0600
+      local t, text = stored()
+      assert.matches('"user_id":"17841405793187219"', text, 1, true)
+      assert.equal("jayposiris", t.username)
+      assert.equal("basic_display", t.api)
+      assert.equal("long", f:token_info(t.access_token).kind)
+      assert.equal(1, exchanges())
+      assert.equal(1, #f:log("/access_token"))
+      assert.not_matches(t.access_token, r.stdout .. r.stderr, 1, true)
+    end)
+
+    it("--short keeps the short-lived token", function()
+      local r = login(flags({ "login", "--short" }))
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("Short-lived token, valid for about an hour; saved to " .. token_file, r.stdout, 1, true)
+      assert.equal("short", f:token_info(stored().access_token).kind)
+      assert.equal(0, #f:log("/access_token"))
+    end)
+
+    it("takes the query without #_, with endpoints from INSTAGRAM_ENDPOINTS", function()
+      local eps = f:endpoints("https")
+      local args = { "login", "--api", "basic_display", "--ca-file", f.ca_file, "--token-file", token_file }
+      local r = login(args, function(url)
+        return (browse(url):match("%?(.*)#_$"))
+      end, env({
+        INSTAGRAM_APP_ID = app.client_id, INSTAGRAM_REDIRECT_URI = app.redirect_uri,
+        INSTAGRAM_ENDPOINTS = "authorize=" .. eps.authorize .. ",token=" .. eps.token .. " graph=" .. eps.graph,
+      }))
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stderr)
+      assert.equal("long", f:token_info(stored().access_token).kind)
+    end)
+
+    it("takes just the code, and warns that its state could not be checked", function()
+      local r = login(nil, function(url)
+        return (browse(url):match("code=([^&#]+)")) .. "#_"
+      end)
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("warning: only a code was pasted, so its state cannot be checked", one_line(r), 1, true)
+    end)
+
+    it("refuses a redirect whose state is not this login's: exit 2, one line, no exchange", function()
+      local r = login(nil, function(url)
+        return (browse(url):gsub("state=[^&#]+", "state=someone-elses"))
+      end)
+      assert.equal(2, r.code)
+      assert.equal("instagram: state error: callback state does not match", one_line(r))
+      assert.equal(0, exchanges())
+      assert.is_nil(Nginx.read_file(token_file))
+    end)
+
+    it("refuses a redirect without state: exit 2", function()
+      local r = login(nil, function(url)
+        return (browse(url):gsub("&state=[^&#]+", ""))
+      end)
+      assert.equal(2, r.code)
+      assert.equal("instagram: state error: callback has no state", one_line(r))
+      assert.equal(0, exchanges())
+    end)
+
+    it("a denied authorization: exit 3 with Instagram's description", function()
+      f:config({ authorize_mode = "deny" })
+      local r = login()
+      assert.equal(3, r.code)
+      assert.equal("instagram: denied error: The user denied your request", one_line(r))
+      assert.equal(0, exchanges())
+    end)
+
+    it("garbage instead of a URL: exit 2, one line", function()
+      for _, garbage in ipairs({ "hello world", "https://localhost/auth/#_" }) do
+        local r = login(nil, function() return garbage end)
+        assert.equal(2, r.code)
+        assert.equal("instagram: state error: callback has no state", one_line(r))
+      end
+      local r = login(nil, function(url)
+        return "https://localhost/auth/?state=" .. url:match("state=([^&]+)")
+      end)
+      assert.equal(2, r.code)
+      assert.equal("instagram: callback error: callback has no code", one_line(r))
+      r = login(nil, function() return "" end)
+      assert.equal(2, r.code)
+      assert.matches("nothing was pasted", one_line(r))
+      assert.equal(0, exchanges())
+    end)
+
+    it("a code used twice: the second login fails with exit 3 and the token endpoint's message", function()
+      local code
+      local r = login(nil, function(url)
+        local location = browse(url)
+        code = location:match("code=([^&#]+)")
+        return location
+      end)
+      assert.equal(0, r.code, r.stderr)
+      local first = stored().access_token
+      r = login(nil, function() return code end)
+      assert.equal(3, r.code)
+      local lines = Cli.lines(r.stderr)
+      assert.equal(2, #lines, r.stderr) -- the bare-code warning, then the error
+      assert.equal("instagram: api error 400 (OAuthException): Matching code was not found or was already used",
+        lines[2])
+      assert.not_matches(code, r.stderr, 1, true)
+      assert.equal(2, exchanges()) -- one POST each, never retried
+      assert.equal(first, stored().access_token) -- the file was left alone
+    end)
+
+    it("no credentials: exit 2 naming what is missing, before any request", function()
+      local r = run({ "login", "--token-file", token_file }, { env = {} })
+      assert.equal(2, r.code)
+      assert.equal("instagram: login needs --app-id (or INSTAGRAM_APP_ID), --redirect-uri (or "
+        .. "INSTAGRAM_REDIRECT_URI), --app-secret-file FILE (or INSTAGRAM_APP_SECRET); see instagram --help",
+        one_line(r))
+      r = run(flags({ "login" }), { env = {} })
+      assert.equal(2, r.code)
+      assert.matches("login needs --app-secret-file FILE (or INSTAGRAM_APP_SECRET)", one_line(r), 1, true)
+      assert.equal(0, #f:log())
+    end)
+
+    it("the secret from --app-secret-file; --app-secret works but warns", function()
+      Cli.write_file(dir .. "/secret", app.secret .. "\n")
+      local r = login(flags({ "login", "--app-secret-file", dir .. "/secret" }), nil, {})
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stderr)
+      r = login(flags({ "login", "--app-secret", app.secret }), nil, {})
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("warning: --app-secret leaves the secret in your shell history", one_line(r), 1, true)
+      assert.not_matches(app.secret, r.stdout .. r.stderr, 1, true)
+    end)
+
+    it("the default token file is $XDG_CONFIG_HOME/instagram/token.json, in a 0700 directory, "
+      .. "0600 whatever the umask", function()
+      local args = flags({ "login" })
+      table.remove(args, #args - 1) -- drop --token-file and its value
+      table.remove(args, #args - 1)
+      local r = Cli.interactive(dir, args, browse, { env = env({ XDG_CONFIG_HOME = dir .. "/conf" }) })
+      assert.equal(0, r.code, r.stderr)
+      local path = dir .. "/conf/instagram/token.json"
+      assert.same({ 448, "dir" }, mode_of(dir .. "/conf/instagram"))
+      assert.same({ 384, "file" }, mode_of(path))
+      assert.matches("saved to " .. path, r.stdout, 1, true)
+      local p = io.popen("cd " .. Nginx.q(dir) .. " && ls -a conf/instagram")
+      local listing = p:read("*a")
+      p:close()
+      assert.equal(".\n..\ntoken.json\n", listing) -- no temp file left behind
+      -- HOME/.config without XDG_CONFIG_HOME; a umask of 000 changes nothing
+      r = Cli.interactive(dir, args, browse, { env = env(), umask = "000" })
+      assert.equal(0, r.code, r.stderr)
+      assert.same({ 448, "dir" }, mode_of(dir .. "/.config"))
+      assert.same({ 448, "dir" }, mode_of(dir .. "/.config/instagram"))
+      assert.same({ 384, "file" }, mode_of(dir .. "/.config/instagram/token.json"))
+    end)
+  end)
+
+  describe("with a stored token", function()
+    -- a token file as login writes it, for a token the fake issued `age` seconds ago
+    local function store(age, kind)
+      local access_token = f:issue_token("jayposiris", { kind = kind or "long", age = age })
+      local info = f:token_info(access_token)
+      local now = os.time()
+      local t = {
+        access_token = access_token, user_id = "17841405793187219", username = "jayposiris",
+        api = "basic_display", app_id = app.client_id, redirect_uri = app.redirect_uri, token_type = "bearer",
+        issued_at = now - age, expires_in = info.expires_at - info.issued_at,
+      }
+      t.expires_at = t.issued_at + t.expires_in
+      assert(core.write_private(token_file, json.encode(t)))
+      return t
+    end
+    -- graph flags only: the token file carries the app and the API
+    local function gflags(extra)
+      local argv = { "--endpoint", "graph=" .. f.https, "--ca-file", f.ca_file, "--token-file", token_file }
+      for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+      return argv
+    end
+
+    it("token: who, API, kind, dates; never the token unless --reveal", function()
+      local t = store(2 * 86400)
+      local r = run(gflags({ "token" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("user     jayposiris (17841405793187219)", r.stdout, 1, true)
+      assert.matches("api      basic_display", r.stdout, 1, true)
+      assert.matches("kind     long-lived", r.stdout, 1, true)
+      assert.matches("expires  %d+%-%d+%-%d+ %d+:%d+ UTC %(in 58 days%)", r.stdout)
+      assert.not_matches(t.access_token, r.stdout, 1, true)
+      r = run(gflags({ "token", "--reveal" }), { env = {} })
+      assert.matches("token    " .. t.access_token, r.stdout, 1, true)
+      assert.equal(0, #f:log()) -- showing makes no request
+    end)
+
+    it("token refresh: not due leaves the file alone; due refreshes once and writes it back", function()
+      store(2 * 86400)
+      local before = Nginx.read_file(token_file)
+      local r = run(gflags({ "token", "refresh" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("Not due: the token expires .* %(in 58 days%)", r.stdout)
+      assert.equal(before, Nginx.read_file(token_file))
+      assert.equal(0, #f:log("/refresh_access_token"))
+
+      local t = store(57 * 86400) -- expires in 3 days
+      r = run(gflags({ "token", "refresh" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("Refreshed: the token now expires .* %(in 60 days%)", r.stdout)
+      assert.equal(1, #f:log("/refresh_access_token"))
+      local new = stored()
+      assert.equal(t.access_token, new.access_token) -- the fake refreshes in place
+      assert.is_true(new.expires_at >= os.time() + 59 * 86400)
+      assert.equal("jayposiris", new.username)
+      assert.equal("basic_display", new.api)
+      assert.equal(384, (core.file_mode(token_file)))
+      assert.is_true(f:token_info(t.access_token).expires_at >= new.expires_at - 5)
+    end)
+
+    it("token refresh --force refreshes a token that is not due; a young one gets the API's refusal", function()
+      store(2 * 86400)
+      local r = run(gflags({ "token", "refresh", "--force" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("Refreshed", r.stdout)
+      assert.equal(1, #f:log("/refresh_access_token"))
+      store(3600)
+      r = run(gflags({ "token", "refresh", "--force" }), { env = {} })
+      assert.equal(1, r.code)
+      assert.matches("must be at least 24 hours old", one_line(r), 1, true)
+    end)
+
+    it("me: the user as JSON, exact IDs; --fields", function()
+      store(2 * 86400)
+      local r = run(gflags({ "me" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.same({ id = "17841405793187219", username = "jayposiris" }, json.decode(r.stdout))
+      assert.matches('"id":"17841405793187219"', r.stdout, 1, true)
+      assert.equal(1, #Cli.lines(r.stdout))
+      r = run(gflags({ "me", "--fields", "id,account_type,media_count" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.same({ id = "17841405793187219", account_type = "PERSONAL", media_count = 7 }, json.decode(r.stdout))
+    end)
+
+    it("get PATH k=v: any Graph GET", function()
+      store(2 * 86400)
+      local r = run(gflags({ "get", "me/media", "fields=id,media_type", "limit=2" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      local page = json.decode(r.stdout)
+      assert.equal(2, #page.data)
+      assert.equal("IMAGE", page.data[1].media_type)
+      r = run(gflags({ "get", "me", "fields" }), { env = {} })
+      assert.equal(2, r.code)
+      assert.equal("instagram: bad parameter 'fields': use KEY=VALUE", one_line(r))
+      r = run(gflags({ "get", "../me" }), { env = {} })
+      assert.equal(2, r.code)
+      assert.matches("^instagram: ig:get: path must not contain dot segments$", one_line(r))
+    end)
+
+    it("media --all: JSON lines across every page; --limit stops early", function()
+      store(2 * 86400)
+      local r = run(gflags({ "media", "--all", "--page-size", "2", "--fields", "id,media_type" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stderr) -- no progress: stderr is not a terminal
+      local items = {}
+      for line in r.stdout:gmatch("[^\n]+") do items[#items + 1] = assert(json.decode(line)) end
+      assert.equal(7, #items)
+      assert.equal("CAROUSEL_ALBUM", items[2].media_type)
+      local seen = {}
+      for _, item in ipairs(items) do
+        assert.matches("^1789569566800%d%d%d%d$", item.id)
+        assert.is_nil(seen[item.id])
+        seen[item.id] = true
+      end
+      assert.equal(4, #f:log("/me/media"))
+
+      f:clear_log()
+      r = run(gflags({ "media", "--limit", "3", "--page-size", "2" }), { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(3, #Cli.lines(r.stdout))
+      assert.equal(2, #f:log("/me/media"))
+
+      f:clear_log()
+      r = run(gflags({ "media" }), { env = {} }) -- one page
+      assert.equal(7, #Cli.lines(r.stdout))
+      assert.equal(1, #f:log("/me/media"))
+    end)
+
+    it("a token file other users can read is refused: exit 2, one line, no request", function()
+      store(2 * 86400)
+      for _, mode in ipairs({ "644", "640", "604" }) do
+        assert(Nginx.run("chmod " .. mode .. " " .. Nginx.q(token_file)))
+        for _, cmd in ipairs({ "me", "token" }) do
+          local r = run(gflags({ cmd }), { env = {} })
+          assert.equal(2, r.code)
+          assert.equal("instagram: the token file " .. token_file .. " can be read by other users (mode 0" .. mode
+            .. "); refusing it: run chmod 600 " .. token_file .. " and revoke the token if others may have seen it",
+            one_line(r))
+        end
+      end
+      assert.equal(0, #f:log())
+    end)
+
+    it("no token stored, or one Instagram rejects: exit 3, run instagram login", function()
+      local r = run(gflags({ "me" }), { env = {} })
+      assert.equal(3, r.code)
+      assert.equal("instagram: no token stored in " .. token_file .. " (run: instagram login)", one_line(r))
+      local t = store(2 * 86400)
+      t.access_token = "IGQVJunknown" .. string.rep("x", 40)
+      assert(core.write_private(token_file, json.encode(t)))
+      r = run(gflags({ "me" }), { env = {} })
+      assert.equal(3, r.code)
+      assert.matches("^instagram: api error 190 %(OAuthException%): .* %(run: instagram login%)$", one_line(r))
+      assert.not_matches(t.access_token, r.stderr, 1, true)
+    end)
+
+    it("a network failure: exit 1", function()
+      store(2 * 86400)
+      local port = Nginx.free_ports(1)[1]
+      local r = run({ "--token-file", token_file, "--ca-file", f.ca_file, "--endpoint",
+        "graph=https://127.0.0.1:" .. port, "me" }, { env = {} })
+      assert.equal(1, r.code)
+      assert.matches("^instagram: network error: ", one_line(r))
+    end)
+
+    it("plain http only with --allow-http, and only on loopback", function()
+      store(2 * 86400)
+      local r = run({ "--token-file", token_file, "--endpoint", "graph=" .. f.http, "me" }, { env = {} })
+      assert.equal(2, r.code)
+      assert.equal("instagram: endpoint graph is plain http: add --allow-http (loopback hosts only)", one_line(r))
+      r = run({ "--token-file", token_file, "--endpoint", "graph=http://example.com", "--allow-http", "me" },
+        { env = {} })
+      assert.equal(2, r.code)
+      assert.equal("instagram: --allow-http is for loopback hosts only; endpoint graph is not one", one_line(r))
+      assert.equal(0, #f:log()) -- refused before any request
+      r = run({ "--token-file", token_file, "--endpoint", "graph=" .. f.http, "--allow-http", "me" }, { env = {} })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("jayposiris", json.decode(r.stdout).username)
+      assert.equal("http", f:log("/me")[1].scheme)
+    end)
+  end)
+
+  describe("verify-signed-request", function()
+    local function sign(payload, secret)
+      local body = core.base64url_encode(payload)
+      local mac = core.hmac_sha256_hex(secret, body):gsub("%x%x", function(h)
+        return string.char(tonumber(h, 16))
+      end)
+      return core.base64url_encode(mac) .. "." .. body
+    end
+
+    it("prints the verified payload; a bad signature is exit 1", function()
+      local sr = sign('{"algorithm":"HMAC-SHA256","issued_at":1700000000,"user_id":17841405793187219}', app.secret)
+      local r = run({ "verify-signed-request", "--", sr })
+      assert.equal(0, r.code, r.stderr)
+      local payload = json.decode(r.stdout)
+      assert.equal("17841405793187219", payload.user_id)
+      assert.matches('"user_id":"17841405793187219"', r.stdout, 1, true)
+      r = run({ "verify-signed-request" }, { stdin = sign('{"algorithm":"HMAC-SHA256"}', "another secret") .. "\n" })
+      assert.equal(1, r.code)
+      assert.matches("^instagram: signature error: ", one_line(r))
+      r = run({ "verify-signed-request", "--", sr }, { env = {} })
+      assert.equal(2, r.code)
+      assert.matches("verify%-signed%-request needs %-%-app%-secret%-file FILE", one_line(r))
+    end)
+  end)
+end)
+
+describe("instagram command: usage", function()
+  local dir
+  before_each(function() dir = Cli.tempdir() end)
+  after_each(function() Cli.rmdir(dir) end)
+
+  it("--version and --help on every subcommand", function()
+    for _, argv in ipairs({ { "--version" }, { "me", "--version" }, { "token", "refresh", "--version" } }) do
+      local r = Cli.run(dir, argv)
+      assert.equal(0, r.code)
+      assert.equal("instagram (lua-instagram) " .. instagram.VERSION .. "\n", r.stdout)
+    end
+    for _, cmd in ipairs({ "login", "token", "me", "get", "media", "verify-signed-request", "completion" }) do
+      local r = Cli.run(dir, { cmd, "--help" })
+      assert.equal(0, r.code)
+      assert.matches("^Usage: instagram " .. cmd:gsub("%-", "%%-"), r.stdout)
+    end
+  end)
+
+  it("bad arguments: exit 2, one line", function()
+    local cases = {
+      { { "bogus" }, "instagram: unknown command 'bogus' (see instagram --help)" },
+      { {}, "instagram: a command is required (see instagram --help)" },
+      { { "media", "--limit", "0" }, "instagram: --limit must be an integer from 1 (see instagram --help)" },
+      { { "media", "--all", "--limit", "2" }, "instagram: option '--limit' can not be used together with "
+        .. "option '--all' (see instagram --help)" },
+      { { "--api", "graph", "me" }, "instagram: argument for option '--api' must be one of "
+        .. "'instagram_login', 'basic_display' (see instagram --help)" },
+      { { "--endpoint", "cdn=https://x", "me", "--token-file", "/nonexistent" },
+        "instagram: bad endpoint 'cdn=https://x': use authorize=URL, token=URL or graph=URL" },
+    }
+    for _, c in ipairs(cases) do
+      local r = Cli.run(dir, c[1])
+      assert.equal(2, r.code, table.concat(c[1], " "))
+      assert.equal(c[2], one_line(r))
+    end
+  end)
+
+  it("completion bash|zsh|fish comes from argparse", function()
+    local r = Cli.run(dir, { "completion", "bash" })
+    assert.equal(0, r.code)
+    assert.matches("complete -F _instagram", r.stdout, 1, true)
+    assert.matches("verify-signed-request", r.stdout, 1, true)
+    r = Cli.run(dir, { "completion", "zsh" })
+    assert.matches("#compdef instagram", r.stdout, 1, true)
+    r = Cli.run(dir, { "completion", "fish" })
+    assert.matches("complete -c instagram", r.stdout, 1, true)
+  end)
+
+  it("--fake: every read subcommand works with no account and no token file", function()
+    local r = Cli.run(dir, { "me", "--fake" })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ id = "27640875392278831", username = "biz" }, json.decode(r.stdout))
+    r = Cli.run(dir, { "--fake", "--api", "basic_display", "media", "--all", "--page-size", "3" })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(7, #Cli.lines(r.stdout))
+    r = Cli.run(dir, { "--fake", "token", "refresh", "--force" })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("Refreshed", r.stdout)
+    r = Cli.run(dir, { "--fake", "login" }, { stdin = "\n" }) -- Enter: the fake plays the browser
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("Logged in as biz (27640875392278831), instagram_login API.", r.stdout, 1, true)
+    r = Cli.run(dir, { "--fake", "me", "--token-file", dir .. "/t.json" })
+    assert.equal(2, r.code)
+    assert.equal("instagram: --fake keeps its own token: drop --token-file", one_line(r))
+    local p = io.popen("ls -A " .. Nginx.q(dir))
+    local listing = p:read("*a")
+    p:close()
+    assert.not_matches("%.config", listing) -- no token file of the user's was written
+  end)
+end)
