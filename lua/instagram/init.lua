@@ -6,7 +6,7 @@ local json = require "instagram.json"
 local transport = require "instagram.transport"
 
 local instagram = {
-  VERSION = "0.1.0",
+  VERSION = "0.2.0",
   core = core,
 }
 
