@@ -66,6 +66,15 @@ describe("instagram command: helpers", function()
     assert.matches('"url":"https://x/y\\\\/z"', text, 1, true)
   end)
 
+  it("when: a date and a rounded distance", function()
+    local t = 1800000000
+    assert.equal("2027-01-15 08:00 UTC (in 58 days)", cli.when(t, t - 58 * 86400 + 1))
+    assert.equal("2027-01-15 08:00 UTC (in 58 days)", cli.when(t, t - 58 * 86400 - 1))
+    assert.equal("2027-01-15 08:00 UTC (in 5 hours)", cli.when(t, t - 5 * 3600 + 60))
+    assert.equal("2027-01-15 08:00 UTC (3 days ago)", cli.when(t, t + 3 * 86400))
+    assert.equal("unknown", cli.when(nil, t))
+  end)
+
   it("exit_code: 3 when authentication is needed, 2 for unusable input, 1 otherwise", function()
     local errors = require "instagram.errors"
     assert.equal(3, cli.exit_code(errors.new("api", "x", { code = 190, token_invalid = true })))

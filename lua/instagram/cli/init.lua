@@ -107,14 +107,16 @@ function M.when(t, now)
   if not t then return "unknown" end
   local left = t - now
   local rel
+  -- to the nearest day or hour: a second gone since the token was stored does not change it
+  local function round(x) return math.floor(x + 0.5) end
   if left >= 2 * DAY then
-    rel = string.format("in %d days", math.floor(left / DAY))
+    rel = string.format("in %d days", round(left / DAY))
   elseif left >= 0 then
-    rel = string.format("in %d hours", math.floor(left / 3600))
+    rel = string.format("in %d hours", round(left / 3600))
   elseif -left >= 2 * DAY then
-    rel = string.format("%d days ago", math.floor(-left / DAY))
+    rel = string.format("%d days ago", round(-left / DAY))
   else
-    rel = string.format("%d hours ago", math.floor(-left / 3600))
+    rel = string.format("%d hours ago", round(-left / 3600))
   end
   return os.date("!%Y-%m-%d %H:%M UTC", math.floor(t)) .. " (" .. rel .. ")"
 end
