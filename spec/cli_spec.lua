@@ -553,6 +553,20 @@ describe("instagram command: usage", function()
     assert.matches("complete -c instagram", r.stdout, 1, true)
   end)
 
+  it("media --all: a progress line on stderr when it is a terminal, and stdout stays JSON lines", function()
+    -- script(1) (bsdutils) gives the command a terminal for stderr; stdout goes to a file
+    local cmd = string.format("cd %s && %s bin/instagram --fake media --all --page-size 2 --fields id >%s",
+      Nginx.q(Cli.ROOT), Cli.LUA, Nginx.q(dir .. "/out.jsonl"))
+    local p = io.popen("script -qec " .. Nginx.q(cmd) .. " /dev/null")
+    local tty = p:read("*a")
+    p:close()
+    assert.matches("\r2 items, 1 pages", tty, 1, true)
+    assert.matches("\r7 items, 4 pages\r?\n", tty)
+    local items = Cli.lines(assert(Nginx.read_file(dir .. "/out.jsonl")))
+    assert.equal(7, #items)
+    for _, line in ipairs(items) do assert.matches('^{"id":"%d+"}$', line) end
+  end)
+
   it("--fake: every read subcommand works with no account and no token file", function()
     local r = Cli.run(dir, { "me", "--fake" })
     assert.equal(0, r.code, r.stderr)

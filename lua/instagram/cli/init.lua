@@ -463,12 +463,18 @@ function commands.media(ctx)
   local count, pages = 0, 0
   while page do
     pages = pages + 1
+    -- the progress line is the terminal's last line: cleared while items are printed (stdout may be
+    -- the same terminal), then redrawn
+    if progress then io.stderr:write("\r\27[K") end
     for _, item in ipairs(page.data or {}) do
       out(M.encode(item), "\n")
       count = count + 1
       if a.limit and count >= a.limit then break end
     end
-    if progress then io.stderr:write(string.format("\r%d items, %d pages", count, pages)) end
+    if progress then
+      io.stdout:flush()
+      io.stderr:write(string.format("\r%d items, %d pages", count, pages))
+    end
     if not (a.all or (a.limit and count < a.limit)) then break end
     page, err = ig:next_page(page)
   end
