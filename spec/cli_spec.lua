@@ -75,6 +75,38 @@ describe("instagram command: helpers", function()
     assert.equal("unknown", cli.when(nil, t))
   end)
 
+  it("tokenfile: default path, round trip at 0600, and what it refuses", function()
+    local tokenfile = require "instagram.cli.tokenfile"
+    local env = { XDG_CONFIG_HOME = "/x/conf", HOME = "/home/u" }
+    local function getenv(k) return env[k] end
+    assert.equal("/x/conf/instagram/token.json", tokenfile.default_path(getenv))
+    env.XDG_CONFIG_HOME = "relative" -- the XDG spec says to ignore a relative path
+    assert.equal("/home/u/.config/instagram/token.json", tokenfile.default_path(getenv))
+    env.HOME = nil
+    assert.is_nil(tokenfile.default_path(getenv))
+
+    local dir = Cli.tempdir()
+    local path = dir .. "/a/b/token.json"
+    assert(tokenfile.save(path, { access_token = "IGQVJx", user_id = "17841405793187219", issued_at = 1,
+      secret_field = "not kept" }))
+    assert.same({ 448, "dir" }, mode_of(dir .. "/a"))
+    assert.same({ 384, "file" }, mode_of(path))
+    assert.same({ access_token = "IGQVJx", user_id = "17841405793187219", issued_at = 1 }, tokenfile.load(path))
+    Cli.write_file(dir .. "/garbage.json", "not json")
+    assert(Nginx.run("chmod 600 " .. Nginx.q(dir .. "/garbage.json")))
+    assert.same({ nil, "the token file " .. dir .. "/garbage.json holds no token (run: instagram login)", "missing" },
+      { tokenfile.load(dir .. "/garbage.json") })
+    local none, msg, why = tokenfile.load(dir .. "/a")
+    assert.is_nil(none)
+    assert.equal("the token file " .. dir .. "/a is not a regular file", msg)
+    assert.equal("bad", why)
+    Cli.write_file(dir .. "/file", "x")
+    none, msg = tokenfile.save(dir .. "/file/token.json", { access_token = "x" })
+    assert.is_nil(none)
+    assert.equal(dir .. "/file is not a directory", msg)
+    Cli.rmdir(dir)
+  end)
+
   it("exit_code: 3 when authentication is needed, 2 for unusable input, 1 otherwise", function()
     local errors = require "instagram.errors"
     assert.equal(3, cli.exit_code(errors.new("api", "x", { code = 190, token_invalid = true })))
@@ -551,6 +583,26 @@ describe("instagram command: usage", function()
     assert.matches("#compdef instagram", r.stdout, 1, true)
     r = Cli.run(dir, { "completion", "fish" })
     assert.matches("complete -c instagram", r.stdout, 1, true)
+  end)
+
+  it("--fake says what is missing: the fake's files, or nginx", function()
+    -- the command alone, with the module on LUA_PATH: no spec/support next to it
+    local script = dir .. "/instagram"
+    Cli.write_file(script, assert(Nginx.read_file(Cli.ROOT .. "/bin/instagram")))
+    local build = jit and "5.1" or _VERSION:match("%d+%.%d+")
+    if build ~= "5.4" and not jit then build = "lua" .. build end
+    local lua_env = {
+      LUA_PATH = Cli.ROOT .. "/lua/?.lua;" .. Cli.ROOT .. "/lua/?/init.lua;;",
+      LUA_CPATH = Cli.ROOT .. "/build/" .. build .. "/?.so;;",
+    }
+    local r = Cli.run(dir, { "me", "--fake" }, { script = script, env = lua_env })
+    assert.equal(2, r.code)
+    assert.equal("instagram: --fake needs the fake server (spec/support of the lua-instagram source or its "
+      .. ".src.rock), which is not installed next to this command", one_line(r))
+    r = Cli.run(dir, { "me", "--fake" }, { env = { FAKE_NGINX = dir .. "/no-nginx" } })
+    assert.equal(2, r.code)
+    assert.matches("^instagram: %-%-fake could not start the fake Instagram %(it needs nginx with the Lua module: "
+      .. "Debian nginx%-light, libnginx%-mod%-http%-lua; and openssl%): ", one_line(r))
   end)
 
   it("media --all: a progress line on stderr when it is a terminal, and stdout stays JSON lines", function()

@@ -25,17 +25,17 @@ function M.rmdir(dir)
   if dir and dir:match("^/tmp/lua%-instagram%-cli%.") then Nginx.run("rm -rf " .. q(dir)) end
 end
 
--- The shell command for argv with env ({NAME = value}), in dir (its HOME).
-local function command(dir, argv, env, umask)
+-- The shell command for argv with env ({NAME = value}), in dir (its HOME and working directory).
+local function command(dir, argv, env, umask, script)
   local parts = { "env -i PATH=" .. q(os.getenv("PATH") or "/usr/bin:/bin"), "HOME=" .. q(dir) }
   local names = {}
   for k in pairs(env or {}) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. q(env[k]) end
   parts[#parts + 1] = M.LUA
-  parts[#parts + 1] = q(M.ROOT .. "/bin/instagram")
+  parts[#parts + 1] = q(script or (M.ROOT .. "/bin/instagram"))
   for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
-  local cmd = table.concat(parts, " ")
+  local cmd = "cd " .. q(dir) .. " && " .. table.concat(parts, " ")
   if umask then cmd = "umask " .. umask .. "; " .. cmd end
   return cmd
 end
@@ -49,12 +49,13 @@ local function result(dir)
   }
 end
 
--- run(dir, argv[, opts]) -> {code, stdout, stderr}. opts.stdin: text; opts.env; opts.umask.
+-- run(dir, argv[, opts]) -> {code, stdout, stderr}. opts.stdin: text; opts.env; opts.umask;
+-- opts.script: another copy of bin/instagram.
 function M.run(dir, argv, opts)
   opts = opts or {}
   write_file(dir .. "/stdin", opts.stdin or "")
   os.remove(dir .. "/rc")
-  Nginx.run(string.format("(%s) <%s >%s 2>%s; echo $? >%s", command(dir, argv, opts.env, opts.umask),
+  Nginx.run(string.format("(%s) <%s >%s 2>%s; echo $? >%s", command(dir, argv, opts.env, opts.umask, opts.script),
     q(dir .. "/stdin"), q(dir .. "/stdout"), q(dir .. "/stderr"), q(dir .. "/rc")))
   return result(dir)
 end
