@@ -215,6 +215,11 @@ end
 -- the client
 
 local function read_secret_file(path)
+  local mode = instagram.core.file_mode(path)
+  if mode and mode % 64 ~= 0 then
+    io.stderr:write(string.format("instagram: warning: the app secret file %s can be read by other users "
+      .. "(mode %04o); run chmod 600 %s\n", path, mode, path))
+  end
   local f, err = io.open(path, "rb")
   if not f then fail(EXIT_USAGE, "cannot read --app-secret-file: " .. tostring(err)) end
   local line = f:read("*l") or ""
@@ -232,12 +237,12 @@ end
 -- The client config from flags, environment, the stored token and --fake, in that order.
 local function client_config(ctx, need)
   local a, getenv, stored = ctx.args, ctx.getenv, ctx.stored or {}
-  local config = ctx.fake_config and {} or nil
   if ctx.fake_config then
+    local config = {}
     for k, v in pairs(ctx.fake_config) do config[k] = v end
     return config
   end
-  config = {
+  local config = {
     api = a.api or stored.api,
     app_id = nonempty(a.app_id) or nonempty(getenv("INSTAGRAM_APP_ID")) or stored.app_id,
     redirect_uri = nonempty(a.redirect_uri) or nonempty(getenv("INSTAGRAM_REDIRECT_URI")) or stored.redirect_uri,
@@ -286,9 +291,7 @@ local function client_config(ctx, need)
 end
 
 local function new_client(ctx, need)
-  local config = client_config(ctx, need)
-  ctx.secret = config.app_secret
-  return instagram.new(config)
+  return instagram.new(client_config(ctx, need))
 end
 
 -- how a token file is named in messages: --fake's lives in a temp dir removed on exit
