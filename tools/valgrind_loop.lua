@@ -162,10 +162,29 @@ local function check_fake(i)
   fake_calls = fake_calls + 8
 end
 
+-- the token-file helpers of the instagram command (src/cli_fs.c), every 10th iteration
+local FS_DIR = require("spec.support.nginx").mktemp_dir("valgrind-fs")
+local function check_files(i)
+  local path = FS_DIR .. "/d" .. (i % 3) .. "/token.json"
+  assert(core.mkdir_private(FS_DIR .. "/d" .. (i % 3)) ~= nil)
+  assert(core.write_private(path, '{"access_token":"IGQVJ' .. i .. '"}') == true)
+  local mode, kind = core.file_mode(path)
+  assert(mode == 384 and kind == "file")
+  local none, msg, why = core.file_mode(FS_DIR .. "/missing")
+  assert(none == nil and msg and why == "missing")
+  none = core.write_private(FS_DIR .. "/missing/token.json", "x")
+  assert(none == nil)
+  none = core.mkdir_private(FS_DIR .. "/missing/a")
+  assert(none == nil)
+  assert(type(core.isatty(2)) == "boolean")
+  raises(core.write_private, path, nil)
+end
+
 start_fake()
 local t0 = os.time()
 for i = 1, N do
   check_pure(i)
+  if i % 10 == 0 then check_files(i) end
   check_sessions(i)
   if fake and i % FAKE_EVERY == 0 then check_fake(i) end
   if i % 1000 == 0 then collectgarbage() end
@@ -175,6 +194,7 @@ if fake then
   fake_sessions.https:close()
   fake:stop()
 end
+require("spec.support.nginx").run("rm -rf '" .. FS_DIR .. "'")
 collectgarbage()
 print(("valgrind_loop: %d iterations, %d requests against the fake%s, %d s"):format(N, fake_calls,
   fake and "" or " (not available)", os.time() - t0))
