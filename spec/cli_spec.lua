@@ -573,6 +573,11 @@ describe("instagram command: usage", function()
       { { "--endpoint", "cdn=https://x", "me", "--token-file", "/nonexistent" },
         "instagram: bad endpoint 'cdn=https://x': use authorize=URL, token=URL or graph=URL" },
     }
+    -- a secret that looks like an option is never echoed
+    cases[#cases + 1] = { { "--app-secret", "-s3cr3t-value", "me", "--bogus" }, "instagram: unknown option "
+      .. "'--bogus' (see instagram --help)" }
+    cases[#cases + 1] = { { "--app-secret=s3cr3t-value", "s3cr3t-value" },
+      "instagram: unknown command '[redacted]' (see instagram --help)" }
     for _, c in ipairs(cases) do
       local r = Cli.run(dir, c[1])
       assert.equal(2, r.code, table.concat(c[1], " "))

@@ -508,10 +508,34 @@ function M.main(argv, env)
   local ctx = { getenv = env.getenv or os.getenv, now = env.now or os.time }
   local parser = M.parser()
   local list = {}
-  for i = 1, #(argv or {}) do list[i] = argv[i] end
+  local i = 1
+  while argv and i <= #argv do
+    -- "--app-secret VALUE" as one word, so a value that starts with "-" is never read as an option
+    if argv[i] == "--app-secret" and argv[i + 1] ~= nil then
+      list[#list + 1] = "--app-secret=" .. argv[i + 1]
+      i = i + 1
+    else
+      list[#list + 1] = argv[i]
+    end
+    i = i + 1
+  end
   local ok, args = parser:pparse(list)
   if not ok then
-    io.stderr:write("instagram: ", first_line(args), " (see instagram --help)\n")
+    -- argparse may quote an argument: never the value of --app-secret
+    local msg = first_line(args)
+    for _, a in ipairs(list) do
+      local secret = a:match("^%-%-app%-secret=(.+)$")
+      if secret and #secret > 0 then
+        local start = 1
+        while true do
+          local b, e = msg:find(secret, start, true)
+          if not b then break end
+          msg = msg:sub(1, b - 1) .. "[redacted]" .. msg:sub(e + 1)
+          start = b + #"[redacted]"
+        end
+      end
+    end
+    io.stderr:write("instagram: ", msg, " (see instagram --help)\n")
     return EXIT_USAGE
   end
   ctx.args, ctx.command = args, args.command
