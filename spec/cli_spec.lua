@@ -107,6 +107,14 @@ describe("instagram command: helpers", function()
     Cli.rmdir(dir)
   end)
 
+  it("redact: the secret out of every string, at any depth, in a copy", function()
+    local v = { a = "x?access_token=SECRET1&y", b = { "SECRET1", { c = "pre SECRET1 SECRET1" } }, n = 5 }
+    local r = cli.redact(v, "SECRET1")
+    assert.same({ a = "x?access_token=[redacted]&y", b = { "[redacted]", { c = "pre [redacted] [redacted]" } },
+      n = 5 }, r)
+    assert.equal("SECRET1", v.b[1])
+  end)
+
   it("exit_code: 3 when authentication is needed, 2 for unusable input, 1 otherwise", function()
     local errors = require "instagram.errors"
     assert.equal(3, cli.exit_code(errors.new("api", "x", { code = 190, token_invalid = true })))
@@ -420,12 +428,15 @@ describe("instagram command against the fake", function()
     end)
 
     it("get PATH k=v: any Graph GET", function()
-      store(2 * 86400)
+      local t = store(2 * 86400)
       local r = run(gflags({ "get", "me/media", "fields=id,media_type", "limit=2" }), { env = {} })
       assert.equal(0, r.code, r.stderr)
       local page = json.decode(r.stdout)
       assert.equal(2, #page.data)
       assert.equal("IMAGE", page.data[1].media_type)
+      -- the paging links carry the token: it is redacted from the output
+      assert.matches("access_token=[redacted]", page.paging.next, 1, true)
+      assert.not_matches(t.access_token, r.stdout, 1, true)
       r = run(gflags({ "get", "me", "fields" }), { env = {} })
       assert.equal(2, r.code)
       assert.equal("instagram: bad parameter 'fields': use KEY=VALUE", one_line(r))

@@ -102,6 +102,27 @@ function M.encode(value)
   return (text:gsub("\\/", "/"))
 end
 
+-- A copy of value with every occurrence of secret in its strings replaced by "[redacted]":
+-- Graph's paging links repeat the access token, which belongs in no output.
+function M.redact(value, secret, depth)
+  depth = depth or 0
+  if type(value) == "string" then
+    local out, start = value, 1
+    while #secret >= 4 do
+      local b, e = out:find(secret, start, true)
+      if not b then break end
+      out = out:sub(1, b - 1) .. "[redacted]" .. out:sub(e + 1)
+      start = b + #"[redacted]"
+    end
+    return out
+  elseif type(value) == "table" and depth < 100 then
+    local copy = {}
+    for k, v in pairs(value) do copy[k] = M.redact(v, secret, depth + 1) end
+    return setmetatable(copy, getmetatable(value))
+  end
+  return value
+end
+
 -- "2026-01-28 19:40 UTC (in 59 days)" for a Unix time, relative to now
 function M.when(t, now)
   if not t then return "unknown" end
@@ -440,7 +461,7 @@ function commands.me(ctx)
   local ig = new_client(ctx, {})
   local me, err = ig:me(t, ctx.args.fields)
   if not me then fail_err(err) end
-  out(M.encode(me), "\n")
+  out(M.encode(M.redact(me, t.access_token)), "\n")
   return EXIT_OK
 end
 
@@ -451,7 +472,7 @@ function commands.get(ctx)
   local ig = new_client(ctx, {})
   local body, err = ig:get(t, ctx.args.path, params)
   if not body then fail_err(err) end
-  out(M.encode(body), "\n")
+  out(M.encode(M.redact(body, t.access_token)), "\n")
   return EXIT_OK
 end
 
@@ -470,7 +491,7 @@ function commands.media(ctx)
     -- the same terminal), then redrawn
     if progress then io.stderr:write("\r\27[K") end
     for _, item in ipairs(page.data or {}) do
-      out(M.encode(item), "\n")
+      out(M.encode(M.redact(item, t.access_token)), "\n")
       count = count + 1
       if a.limit and count >= a.limit then break end
     end
