@@ -291,6 +291,17 @@ describe("instagram command against the fake", function()
       assert.equal(first, stored().access_token) -- the file was left alone
     end)
 
+    it("the long-lived exchange fails: the short-lived token is kept, and the failure said (exit 1)", function()
+      f:fault("/access_token", { status = 500, times = 10 })
+      local r = login()
+      assert.equal(1, r.code)
+      assert.equal("instagram: no long-lived token: api error 2 (OAuthException): An unexpected error has occurred. "
+        .. "Please retry your request later.; the token from the code was saved to " .. token_file, one_line(r))
+      assert.equal("short", f:token_info(stored().access_token).kind)
+      assert.equal(384, (core.file_mode(token_file)))
+      assert.equal(1, exchanges())
+    end)
+
     it("no credentials: exit 2 naming what is missing, before any request", function()
       local r = run({ "login", "--token-file", token_file }, { env = {} })
       assert.equal(2, r.code)

@@ -380,18 +380,25 @@ function commands.login(ctx)
   local token
   token, err = ig:exchange_code(code)
   if not token then fail_err(err, true) end
+  token.api, token.app_id, token.redirect_uri = ig.api, ig.app_id, ig.redirect_uri
+  -- the code is spent: from here on a failure keeps the token we have, and says so
+  local function keep_and_fail(what, e)
+    save_token(path, token)
+    fail(M.exit_code(e), what .. ": " .. tostring(e):gsub("^instagram: ", "") .. "; the token from the code was "
+      .. "saved to " .. shown(ctx, path))
+  end
   if not ctx.args.short then
     local long
     long, err = ig:exchange_token(token)
-    if not long then fail_err(err, true) end
+    if not long then keep_and_fail("no long-lived token", err) end
+    long.api, long.app_id, long.redirect_uri = token.api, token.app_id, token.redirect_uri
     token = long
   end
   local me
   me, err = ig:me(token)
-  if not me then fail_err(err, true) end
+  if not me then keep_and_fail("the user could not be read", err) end
   token.user_id = token.user_id or json.id(me.id)
   token.username = type(me.username) == "string" and me.username or nil
-  token.api, token.app_id, token.redirect_uri = ig.api, ig.app_id, ig.redirect_uri
   save_token(path, token)
   out(string.format("Logged in as %s (%s), %s API.\n", tostring(token.username or "?"),
     tostring(token.user_id or "?"), ig.api))
