@@ -24,7 +24,7 @@ all: build
 build: $(CORE54) $(CORE51)
 
 deps:
-	@scripts/ensure-deps base fuzz valgrind
+	@scripts/ensure-deps base fuzz valgrind redis
 
 $(CORE54): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)

@@ -8,8 +8,11 @@
  *  - the output is the input with '"' bytes inserted, in pairs;
  *  - the pass is idempotent: running it over its own output changes nothing;
  *  - input that is valid JSON (a small RFC 8259 checker below) gives output
- *    that is valid JSON too;
- *  - the Lua binding returns the same bytes. */
+ *    that is valid JSON too, and input that is not gives output that is not
+ *    (a big integer used as an object key is never quoted: review C12);
+ *  - ig_json_prepare (the fused pass) agrees with ig_utf8_valid and with a
+ *    NUL search on the verdict, and gives the same bytes when it accepts;
+ *  - the Lua bindings return the same bytes. */
 #include "fuzz_common.h"
 
 #define JSON_MAX_DEPTH 200
@@ -202,7 +205,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* idempotent: everything big is inside a string now */
     CHECK(ig_quote_big_ints(out, n, NULL) == n);
 
-    if (json_valid(in, size)) CHECK(json_valid(out, n));
+    CHECK(json_valid(in, size) == json_valid(out, n));
+
+    {
+        size_t pn = 0;
+        int status = ig_json_prepare(in, size, NULL, &pn);
+        int utf8 = ig_utf8_valid(data, size);
+        int nul = memchr(in, '\0', size) != NULL;
+        CHECK((status == IG_JSON_OK) == (utf8 && !nul));
+        if (!utf8 && !nul) CHECK(status == IG_JSON_BAD_UTF8);
+        if (utf8 && nul) CHECK(status == IG_JSON_NUL);
+        if (status == IG_JSON_OK) {
+            char *pout = (char *)fuzz_alloc(pn);
+            size_t pn2 = 0;
+            CHECK(pn == n);
+            CHECK(ig_json_prepare(in, size, pout, &pn2) == IG_JSON_OK && pn2 == pn);
+            CHECK(memcmp(pout, out, n) == 0);
+            free(pout);
+        }
+    }
 
     L = fuzz_state(ig_open_exactid);
     fuzz_getfn(L, "quote_big_ints");

@@ -8,7 +8,7 @@
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?=
-FUZZ_TARGETS  = base64url query quote_big_ints signed utf8
+FUZZ_TARGETS  = base64url query quote_big_ints signed utf8 webhook
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -std=c99 -Wall -Wextra -pedantic -Werror -Wshadow \
                 -Wstrict-prototypes -Wmissing-prototypes -Wdeclaration-after-statement \
@@ -18,9 +18,10 @@ FUZZ_LIBS     = -llua5.4 -lcrypto
 # the src/ files each target links (no libcurl, no module loading)
 FUZZ_SRC_base64url      = src/crypto.c
 FUZZ_SRC_query          = src/url.c
-FUZZ_SRC_quote_big_ints = src/exactid.c
+FUZZ_SRC_quote_big_ints = src/exactid.c src/utf8.c
 FUZZ_SRC_signed         = src/signed.c src/crypto.c
 FUZZ_SRC_utf8           = src/utf8.c
+FUZZ_SRC_webhook        = src/webhook.c src/crypto.c
 
 FUZZ_BINS = $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 

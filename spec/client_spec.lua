@@ -47,6 +47,14 @@ describe("instagram.new", function()
       { config({ timeout = "10" }), "timeout must be a positive number" },
       { config({ retries = -1 }), "retries must be an integer" },
       { config({ max_response_bytes = 0 }), "max_response_bytes" },
+      -- options no transport can honour fail here, not at the first request
+      { config({ timeout = 1e7 }), "timeout must be a positive number of seconds, at most 2147483" },
+      { config({ timeout = 2147483.5 }), "timeout must be a positive number of seconds, at most 2147483" },
+      { config({ connect_timeout = 1e7 }), "connect_timeout must be a positive number of seconds, at most 2147483" },
+      { config({ timeout = 0 / 0 }), "timeout must be a positive number" },
+      { config({ max_response_bytes = 2 ^ 31 + 1 }), "max_response_bytes must be an integer from 1 to 2147483648" },
+      { config({ max_response_bytes = 1.5 }), "max_response_bytes must be an integer from 1 to 2147483648" },
+      { config({ max_response_bytes = -1 }), "max_response_bytes must be an integer from 1 to 2147483648" },
       { config({ transport = "socket" }), "transport must be" },
       { config({ token_in = "cookie" }), "token_in must be" },
       { config({ user_agent = "x\r\nX-Injected: 1" }), "user_agent must not contain CR, LF or NUL" },
@@ -67,6 +75,12 @@ describe("instagram.new", function()
       assert.matches(case[2], err)
       assert.not_matches("SECRET_SENTINEL", err)
     end
+  end)
+
+  it("accepts the largest timeouts every transport can honour", function()
+    local ig = instagram.new(config({ timeout = 2147483, connect_timeout = 2147483, max_response_bytes = 2 ^ 31 }))
+    assert.equal(2147483, ig.timeout)
+    assert.equal(2 ^ 31, ig.max_response_bytes)
   end)
 
   it("accepts plain http endpoints only with allow_http", function()
@@ -156,6 +170,23 @@ describe("ig:parse_callback", function()
     assert.equal("denied", err.kind)
     assert.equal("user_denied", err.reason)
     assert.equal("The user denied your request", err.description)
+  end)
+
+  it("checks the state before it reports denied; a forged error callback never shows its text", function()
+    local forged = "error=access_denied&error_reason=user_denied&error_description=Injected+text"
+    for _, input in ipairs({ "?" .. forged, "?" .. forged .. "&state=other", "?" .. forged .. "&state=" }) do
+      local code, err = ig:parse_callback(input, S)
+      assert.is_nil(code, input)
+      assert.equal("state", err.kind, input)
+      assert.not_matches("Injected", tostring(err), 1, true)
+      for _, v in pairs(err) do assert.not_matches("Injected", tostring(v), 1, true) end
+    end
+    local _, err = ig:parse_callback({ error = "access_denied", error_description = "Injected text" }, S)
+    assert.equal("state", err.kind)
+    -- with the check skipped (false), the error callback is reported as such
+    _, err = ig:parse_callback("?" .. forged, false)
+    assert.equal("denied", err.kind)
+    assert.equal("user_denied", err.reason)
   end)
 
   it("checks the state, in every failing way", function()

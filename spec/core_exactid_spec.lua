@@ -86,3 +86,72 @@ describe("core.quote_big_ints", function()
     assert.truthy(err:find("quote_big_ints", 1, true))
   end)
 end)
+
+describe("core.quote_big_ints: value position only (review C12)", function()
+  it("never quotes a bare big integer used as an object key", function()
+    -- invalid JSON must stay invalid: {"12345678901234567":1} would decode
+    assert.equal("{12345678901234567:1}", q("{12345678901234567:1}"))
+    assert.equal("{ 12345678901234567 :1}", q("{ 12345678901234567 :1}"))
+    assert.equal('{"a":1,12345678901234567:2}', q('{"a":1,12345678901234567:2}'))
+    assert.equal('{"a":1,\n 12345678901234567\t:2}', q('{"a":1,\n 12345678901234567\t:2}'))
+    assert.is_nil(cjson.decode(q("{12345678901234567:1}")))
+    assert.is_nil(cjson.decode(q('{"a":1,12345678901234567:2}')))
+  end)
+
+  it("quotes only after ':', '[', ',' or at the start", function()
+    assert.equal('{"a":"12345678901234567"}', q('{"a":12345678901234567}'))
+    assert.equal('{"a": \n"12345678901234567" }', q('{"a": \n12345678901234567 }'))
+    assert.equal('[1,"12345678901234567", "12345678901234568"]', q("[1,12345678901234567, 12345678901234568]"))
+    assert.equal('  "12345678901234567"  ', q("  12345678901234567  "))
+    -- not after another value (invalid JSON stays as it is)
+    assert.equal("[1 12345678901234567]", q("[1 12345678901234567]"))
+    assert.equal('["a" 12345678901234567]', q('["a" 12345678901234567]'))
+    assert.equal("{12345678901234567}", q("{12345678901234567}"))
+  end)
+end)
+
+describe("core.json_prepare", function()
+  local prep = core.json_prepare
+
+  it("returns the very same text when nothing needs quoting", function()
+    local page = '{"data":[{"id":"17895695668004550","caption":"caf\u{e9} \u{1F600}"}],"n":5}'
+    assert.equal(page, prep(page))
+    assert.equal("", prep(""))
+  end)
+
+  it("quotes big integers in value position like quote_big_ints", function()
+    for _, text in ipairs({ '{"user_id":17841405793187219}', "[12345678901234567,-12345678901234567]",
+      "{12345678901234567:1}", '["\\\\",[12345678901234567]]', '{"a":"x\\"12345678901234567"}' }) do
+      assert.equal(q(text), prep(text))
+    end
+  end)
+
+  it("rejects invalid UTF-8 anywhere, inside strings and out", function()
+    assert.same({ nil, "invalid UTF-8" }, { prep('{"a":"\255"}') })
+    assert.same({ nil, "invalid UTF-8" }, { prep('{"a":"' .. ("x"):rep(40) .. '\192\175"}') }) -- overlong '/'
+    assert.same({ nil, "invalid UTF-8" }, { prep('{"a":"\237\160\128"}') }) -- a surrogate
+    assert.same({ nil, "invalid UTF-8" }, { prep('{"a":"\\\255"}') }) -- escaped, still checked
+    assert.same({ nil, "invalid UTF-8" }, { prep("[1,\244\144\128\128]") }) -- above U+10FFFF
+    assert.same({ nil, "invalid UTF-8" }, { prep('"' .. ("a"):rep(100) .. "\226\130") }) -- cut short
+  end)
+
+  it("rejects NUL bytes, where lua-cjson would stop reading", function()
+    assert.same({ nil, "invalid JSON" }, { prep('{"a":1}\0junk') })
+    assert.same({ nil, "invalid JSON" }, { prep('{"a":"x\0y"}') })
+    assert.same({ nil, "invalid JSON" }, { prep('{"a":"' .. ("x"):rep(33) .. '\0"}') })
+  end)
+
+  it("agrees with valid_utf8 on text of every alignment", function()
+    local chunk = 'x\u{e9}\u{20AC}\u{1F600}"\\"'
+    for pad = 0, 20 do
+      local text = '["' .. ("p"):rep(pad) .. chunk:gsub('"', "'") .. '"]'
+      assert.equal(core.valid_utf8(text), prep(text) == text)
+      local bad = '["' .. ("p"):rep(pad) .. "\128" .. ("q"):rep(20) .. '"]'
+      assert.is_nil(prep(bad))
+    end
+  end)
+
+  it("raises with its name on a wrong type", function()
+    assert.error_matches(function() core.json_prepare(nil) end, "json_prepare", nil, true)
+  end)
+end)

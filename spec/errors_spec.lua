@@ -109,6 +109,90 @@ describe("instagram.errors.classify", function()
     assert.not_matches(token, err.message)
   end)
 
+  describe("scrubs echoes of a secret from every string field", function()
+    local token = "IGQVJWZA2xYzTokenSecretValue1234567890"
+    local secret = "eb8c7a1b2c3d4e5f60718293a4b5c6d7"
+
+    -- no 12-character window of any secret, in any case, in any string of the error
+    local function audit(label, err)
+      assert.is_table(err, label)
+      local texts = { tostring(err) }
+      for k, v in pairs(err) do
+        if type(v) == "string" then texts[#texts + 1] = k .. "=" .. v end
+      end
+      -- and as a reader decoding %XX would see them
+      for i = 1, #texts do
+        texts[#texts + 1] = texts[i]:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+      end
+      for _, s in ipairs({ token, secret }) do
+        for i = 1, #s - 11 do
+          local window = s:sub(i, i + 11):lower()
+          for _, t in ipairs(texts) do
+            assert.is_nil(t:lower():find(window, 1, true), label .. ": " .. window .. " leaked into " .. t)
+          end
+        end
+      end
+    end
+
+    local function graph(fields)
+      local parts = {}
+      for k, v in pairs(fields) do parts[#parts + 1] = string.format("%q:%q", k, v) end
+      return '{"error":{' .. table.concat(parts, ",") .. ',"code":190}}'
+    end
+
+    local echoes = {
+      { "exact", token },
+      { "truncated", token:sub(1, -3) },
+      { "prefix dropped", token:sub(5) },
+      { "upper-cased", token:upper() },
+      { "lower-cased", token:lower() },
+      { "in the middle of a word", "x" .. token:sub(3, 20) .. "y" },
+      { "the secret, truncated", secret:sub(1, 14) },
+      { "the secret, upper-cased", secret:upper() },
+      { "every character %XX-encoded", (token:gsub(".", function(c) return string.format("%%%02X", c:byte()) end)) },
+      { "the secret %xx-encoded", (secret:gsub(".", function(c) return string.format("%%%02x", c:byte()) end)) },
+    }
+    for _, e in ipairs(echoes) do
+      it(e[1] .. ", in message, type, fbtrace_id and any other field", function()
+        for _, field in ipairs({ "message", "type", "fbtrace_id", "error_user_msg" }) do
+          local _, err = errors.classify(res(400, graph({ [field] = "bad " .. e[2] .. " here",
+            message = field == "message" and ("bad " .. e[2] .. " here") or "plain" })), { secret, token })
+          audit(e[1] .. " in " .. field, err)
+        end
+        -- the OAuth endpoint's flat shape
+        local _, err = errors.classify(res(400, '{"error_type":"' .. e[2] .. '","code":400,"error_message":"'
+          .. e[2] .. '"}'), { secret, token })
+        audit(e[1] .. " flat", err)
+      end)
+    end
+
+    it("URL-encoded and JSON-escaped echoes of a secret with special characters", function()
+      local odd = "AQ/xY+z_Tq9-Lm=Np/Rs+Tu_Vw9Xy"
+      for _, echo in ipairs({ odd, "AQ%2FxY%2Bz_Tq9-Lm%3DNp%2fRs%2bTu_Vw9Xy", "AQ\\/xY+z_Tq9-Lm=Np\\/Rs+Tu_Vw9Xy" }) do
+        local body = require("cjson").encode({ error = { message = "was " .. echo, code = 100 } })
+        local _, err = errors.classify(res(400, body), { odd })
+        assert.is_table(err, echo)
+        for i = 1, #odd - 11 do
+          local w = odd:sub(i, i + 11):lower()
+          assert.is_nil(err.message:lower():find(w, 1, true), echo .. " -> " .. err.message)
+        end
+        assert.not_matches("AQ%2FxY%2Bz_Tq9", err.message, 1, true)
+        assert.not_matches("Rs%2bTu_Vw9Xy", err.message, 1, true)
+        assert.not_matches("Np\\/Rs+Tu_Vw", err.message, 1, true)
+      end
+    end)
+
+    it("scrubs fields of errors made with errors.new too, and keeps short texts alone", function()
+      local err = errors.new("denied", "m " .. token:upper(), { reason = token:sub(3), description = "ok",
+        error = token:sub(1, 14) }, { token })
+      audit("new", err)
+      assert.equal("ok", err.description)
+      -- a word shorter than 12 characters that happens to be in the secret is not redacted
+      err = errors.new("api", "IGQVJWZA2xY", nil, { token })
+      assert.equal("IGQVJWZA2xY", err.message)
+    end)
+  end)
+
   it("cuts long messages and strips control characters", function()
     local _, err = errors.classify(res(400, '{"error":{"message":"' .. string.rep("a", 5000) .. '\\r\\nX","code":1}}'))
     assert.is_true(#err.message < 400)

@@ -2,6 +2,11 @@
 -- request method, one row per fault x method. Each row checks the error kind and flags, how many
 -- requests reached the fake (retries only for transient faults of GETs, the code exchange POST
 -- exactly once), that no secret shows in the error, and that the call came back in bounded time.
+-- These rows run the default transport outside nginx (libcurl). The rows for the ngx (cosocket)
+-- transport, which need a real nginx, are in spec/ngx/post_once_spec.lua: close, reset and
+-- reset_mid_headers on the code-exchange POST (alone and in ig:batch) with a pooled connection to
+-- the token host in reach, where the fake must see the code exactly once, on a fresh connection, and
+-- the caller gets kind network; plus the GET rows where the stale-connection retry still applies.
 local instagram = require "instagram"
 local Fake = require "spec.support.fake"
 local socket = require "socket"
@@ -80,7 +85,7 @@ local function base(m) return (m.name:gsub("^batch:", "")) end
 -- replay: the connection dies before any reply byte. When that connection was a reused (kept-alive)
 -- one, libcurl silently re-sends the request once on a fresh connection (docs/INTERNALS.md: no option
 -- turns that off), so a GET attempt may reach the server twice; a POST always gets a fresh connection
--- and so goes out exactly once.
+-- and so goes out exactly once (on the ngx transport too: spec/ngx/post_once_spec.lua).
 
 local NOT = false
 
@@ -352,4 +357,116 @@ describe("the fault catalogue (SECURITY.md §4)", function()
     assert.equal(30 * 7, rows)
     print(string.format("\nfault catalogue: %d faults x %d methods = %d rows", #FAULTS, #METHODS, rows))
   end)
+end)
+
+---------------------------------------------------------------------------
+-- The business methods (publishing, comments, insights): which are retried and which never are.
+-- Idempotent ones (GETs, create_container, hide, delete, comment switch) try 1 + RETRIES times on a
+-- transient fault; a publish, a reply and a private reply go out exactly once, and when no answer
+-- came back their error says outcome_unknown.
+
+describe("the fault catalogue: business methods (PLATFORM.md §2–§3)", function()
+  local fake
+  local IL_APP = "990602627938098"
+  local IL_SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+  local IMG = "https://cdn.example.com/photo.jpg"
+
+  setup(function() fake = Fake.start({ quiet = true }) end)
+  teardown(function() if fake then fake:stop() end end)
+  before_each(function() fake:reset() end)
+
+  local function client(sleeps)
+    return instagram.new({
+      app_id = IL_APP, app_secret = IL_SECRET, redirect_uri = REDIRECT, api = "instagram_login",
+      endpoints = fake:endpoints(), ca_file = fake.ca_file, timeout = TIMEOUT, connect_timeout = TIMEOUT,
+      retries = RETRIES, sleep = function(s) if sleeps then sleeps[#sleeps + 1] = s end end,
+    })
+  end
+
+  -- prepare(ig, token) -> ctx; path(ctx) -> the raw path the fault goes on; call(ig, token, ctx)
+  local function first_comment(ig, token)
+    local media = assert(ig:media(token, { fields = "id", limit = 1 })).data[1].id
+    return { media = media, comment = assert(ig:comments(token, media)).data[1].id }
+  end
+  local function finished_container(ig, token)
+    local c = assert(ig:create_container(token, { type = "IMAGE", image_url = IMG }))
+    assert(ig:wait_container(token, c.id, { initial = 0 }))
+    return { container = c.id }
+  end
+  local BUSINESS = {
+    { name = "create_container", idempotent = true, path = function() return "/me/media" end,
+      call = function(ig, t) return ig:create_container(t, { type = "IMAGE", image_url = IMG }) end },
+    { name = "container_status", idempotent = true, prepare = finished_container,
+      path = function(ctx) return "/" .. ctx.container end,
+      call = function(ig, t, ctx) return ig:container_status(t, ctx.container) end },
+    { name = "reconcile", idempotent = true, prepare = finished_container,
+      path = function(ctx) return "/" .. ctx.container end,
+      call = function(ig, t, ctx) return ig:reconcile(t, ctx.container) end },
+    { name = "publish", idempotent = false, prepare = finished_container,
+      path = function() return "/me/media_publish" end,
+      call = function(ig, t, ctx) return ig:publish(t, ctx.container) end },
+    { name = "publishing_limit", idempotent = true, path = function() return "/me/content_publishing_limit" end,
+      call = function(ig, t) return ig:publishing_limit(t) end },
+    { name = "comments", idempotent = true, prepare = first_comment,
+      path = function(ctx) return "/" .. ctx.media .. "/comments" end,
+      call = function(ig, t, ctx) return ig:comments(t, ctx.media) end },
+    { name = "reply", idempotent = false, prepare = first_comment,
+      path = function(ctx) return "/" .. ctx.comment .. "/replies" end,
+      call = function(ig, t, ctx) return ig:reply(t, ctx.comment, "thanks") end },
+    { name = "private_reply", idempotent = false, prepare = first_comment,
+      path = function() return "/me/messages" end,
+      call = function(ig, t, ctx) return ig:private_reply(t, ctx.comment, "hi") end },
+    { name = "hide_comment", idempotent = true, prepare = first_comment,
+      path = function(ctx) return "/" .. ctx.comment end,
+      call = function(ig, t, ctx) return ig:hide_comment(t, ctx.comment, true) end },
+    { name = "delete_comment", idempotent = true, prepare = first_comment,
+      path = function(ctx) return "/" .. ctx.comment end,
+      call = function(ig, t, ctx) return ig:delete_comment(t, ctx.comment) end },
+    { name = "set_comments_enabled", idempotent = true, prepare = first_comment,
+      path = function(ctx) return "/" .. ctx.media end,
+      call = function(ig, t, ctx) return ig:set_comments_enabled(t, ctx.media, false) end },
+    { name = "account_insights", idempotent = true, path = function() return "/me/insights" end,
+      call = function(ig, t) return ig:account_insights(t, { metrics = "reach", metric_type = "total_value" }) end },
+    { name = "media_insights", idempotent = true, prepare = first_comment,
+      path = function(ctx) return "/" .. ctx.media .. "/insights" end,
+      call = function(ig, t, ctx) return ig:media_insights(t, ctx.media, "reach") end },
+  }
+  -- no_answer: the request may have been processed, no answer arrived
+  local BUSINESS_FAULTS = {
+    { name = "close", spec = { mode = "close" }, kind = "network", no_answer = true },
+    { name = "drop after the handler ran", spec = { mode = "drop_after" }, kind = "network", no_answer = true },
+    { name = "reset_mid_body", spec = { mode = "reset_mid_body" }, kind = "network", no_answer = true },
+    { name = "stall beyond timeout", spec = { mode = "stall", seconds = TIMEOUT + 3 }, kind = "timeout",
+      no_answer = true },
+    { name = "503 Graph error", spec = { status = 503 }, kind = "api" },
+  }
+
+  for _, fault in ipairs(BUSINESS_FAULTS) do
+    for _, m in ipairs(BUSINESS) do
+      it(fault.name .. " x " .. m.name, function()
+        local token = fake:issue_token("biz", { kind = "long" })
+        local ctx = m.prepare and m.prepare(client(), token) or {}
+        local path = m.path(ctx)
+        fake:clear_log()
+        fake:fault(path, fault.spec)
+        local sleeps = {}
+        local ig = client(sleeps)
+        local ok, value, err = pcall(m.call, ig, token, ctx)
+        ig:close()
+        assert(ok, "the call raised: " .. tostring(value))
+        assert.is_nil(value)
+        assert.equal(fault.kind, err.kind, tostring(err))
+        assert.is_true(err.transient)
+        local attempts = m.idempotent and 1 + RETRIES or 1
+        assert.equal(attempts, #fake:log(path), "requests for " .. path)
+        assert.equal(attempts - 1, #sleeps)
+        if not m.idempotent and fault.no_answer then
+          assert.is_true(err.outcome_unknown, m.name .. " should say outcome_unknown")
+        else
+          assert.is_nil(err.outcome_unknown)
+        end
+        assert_no_secret(err, { IL_SECRET, token })
+      end)
+    end
+  end
 end)

@@ -207,6 +207,21 @@ describe("the tutorial flow against the fake Instagram", function()
     assert.equal("user_id,username,id", calls[#calls].args.fields)
   end)
 
+  it("gives counts as integers (Lua 5.4), and the code exchange's token numbers too", function()
+    local ig = client({ app_id = IL_APP, api = "instagram_login" })
+    local token = assert(ig:exchange_code(fake:issue_code(IL_APP)))
+    local me = assert(ig:me(token, { "id", "media_count", "followers_count", "follows_count" }))
+    local got = assert(ig:get(token, "me", { fields = "media_count,followers_count" }))
+    for _, node in ipairs({ me, got }) do
+      assert.equal(7, node.media_count)
+      assert.equal(1234, node.followers_count)
+      assert.equal("7", tostring(node.media_count))
+      assert.equal("1234", tostring(node.followers_count))
+    end
+    assert.equal("56", tostring(me.follows_count))
+    assert.not_matches("%.", tostring(token.issued_at))
+  end)
+
   it("types a bad token as token_invalid and does not retry it", function()
     local ig = client()
     local me, err = ig:me("IGQVJnot-a-token")

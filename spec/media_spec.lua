@@ -85,6 +85,77 @@ describe("media", function()
     end
   end)
 
+  describe("next_page follows a Graph link as it was sent", function()
+    local function first_page(ig, path, next_url, cursors)
+      local body = require("cjson").encode({ data = { { id = "1" } },
+        paging = { next = next_url, cursors = cursors } })
+      fake:fault(path, { status = 200, body = body, times = 1 })
+      return assert(ig:media(token))
+    end
+
+    it("never follows . or .. segments, raw or percent-encoded, out of a base path", function()
+      local ig = client({ endpoints = { graph = fake.https .. "/ig" } })
+      for _, link in ipairs({ "/ig/../admin?after=X", "/ig/me/../../admin", "/ig/%2e%2e/admin",
+          "/ig/me/%2E/media", "/ig/./me/media" }) do
+        fake:clear_log()
+        local page = first_page(ig, "/ig/me/media", fake.https .. link)
+        local nxt, err = ig:next_page(page)
+        assert.is_nil(nxt, link)
+        assert.equal("response", err.kind, link)
+        assert.equal(1, #fake:log(), link) -- only the first page was requested
+      end
+      -- with a cursor, the page after is asked for on the client's own path instead
+      fake:clear_log()
+      local page = first_page(ig, "/ig/me/media", fake.https .. "/ig/../admin", { after = "CUR" })
+      fake:fault("/ig/me/media", { status = 200, body = '{"data":[]}', times = 1 })
+      assert(ig:next_page(page))
+      local log = fake:log()
+      assert.equal(2, #log)
+      assert.equal("/ig/me/media", log[2].path)
+      assert.equal("CUR", log[2].args.after)
+    end)
+
+    it("follows only links under the base path, not under a longer name that starts with it", function()
+      local ig = client({ endpoints = { graph = fake.https .. "/ig" } })
+      -- /igx/... is outside /ig: never rewritten into /ig/x/...; without a cursor it is an error
+      local page = first_page(ig, "/ig/me/media", fake.https .. "/igx/me/media?after=X")
+      local nxt, err = ig:next_page(page)
+      assert.is_nil(nxt)
+      assert.equal("response", err.kind)
+      assert.equal(1, #fake:log())
+      -- with a cursor, the page after is asked for on the client's own path
+      fake:clear_log()
+      page = first_page(ig, "/ig/me/media", fake.https .. "/igx/me/media?after=X", { after = "CUR" })
+      fake:fault("/ig/me/media", { status = 200, body = '{"data":[]}', times = 1 })
+      assert(ig:next_page(page))
+      local log = fake:log()
+      assert.equal(2, #log)
+      assert.equal("/ig/me/media", log[2].path)
+      assert.equal("CUR", log[2].args.after)
+      -- the base path itself, and a link under it, are followed
+      fake:clear_log()
+      page = first_page(ig, "/ig/me/media", fake.https .. "/ig/me/media?after=L")
+      fake:fault("/ig/me/media", { status = 200, body = '{"data":[]}', times = 1 })
+      assert(ig:next_page(page))
+      log = fake:log()
+      assert.equal("/ig/me/media", log[2].path)
+      assert.equal("L", log[2].args.after)
+    end)
+
+    it("decodes each segment once before encoding it, and keeps + and escapes in the query as sent", function()
+      local ig = client()
+      local page = first_page(ig, "/me/media", fake.https .. "/me/me%64ia?after=a+b%2Bc%3d&limit=3&access_token=X")
+      fake:fault("/me/media", { status = 200, body = '{"data":[]}', times = 1 })
+      assert(ig:next_page(page))
+      local log = fake:log("/me/media")
+      assert.equal(2, #log)
+      assert.matches("after=a+b%2Bc%3D", log[2].query, 1, true)
+      assert.matches("limit=3", log[2].query, 1, true)
+      assert.equal(1, select(2, log[2].query:gsub("access_token=", "")))
+      assert.equal(token, log[2].args.access_token)
+    end)
+  end)
+
   it("stops with an error on a cursor loop", function()
     fake:config({ cursor_loop = true })
     local ig = client()
@@ -113,6 +184,18 @@ describe("media", function()
     end
     assert.equal(1, calls)
     assert.equal(190, failure.code)
+  end)
+
+  it("skips data items that are not objects, so item == false always comes with err", function()
+    fake:fault("/me/media", { status = 200, times = 1,
+      body = '{"data":[{"id":"1"},false,null,0,"x",{"id":"2"}],"paging":{}}' })
+    local ids = {}
+    for item, err in client():each_media(token) do
+      assert.is_nil(err)
+      assert.is_table(item)
+      ids[#ids + 1] = item.id
+    end
+    assert.same({ "1", "2" }, ids)
   end)
 
   it("rejects a page without a data array, with its status", function()

@@ -46,6 +46,21 @@ describe("long-lived tokens", function()
     assert(ig:me(long))
   end)
 
+  it("keeps expires_in, expires_at and issued_at integers (Lua 5.4), even with a fractional clock", function()
+    local ig = client({ clock = function() return now + 0.25 end })
+    local short = fake:issue_token("jayposiris", { kind = "short" })
+    local long = assert(ig:exchange_token(short))
+    local refreshed = assert(ig:refresh_token(stored_long(2 * DAY)))
+    for _, t in ipairs({ long, refreshed }) do
+      for _, k in ipairs({ "expires_in", "expires_at", "issued_at" }) do
+        assert.equal(t[k], math.floor(t[k]), k)
+        assert.not_matches("%.", tostring(t[k]), k .. " = " .. tostring(t[k]))
+        if math.type then assert.equal("integer", math.type(t[k]), k) end
+      end
+      assert.equal(now, t.issued_at)
+    end
+  end)
+
   it("cannot exchange an expired short-lived token", function()
     local ig = client()
     local short = fake:issue_token("jayposiris", { kind = "short" })

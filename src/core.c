@@ -10,6 +10,8 @@ int luaopen_instagram_core(lua_State *L)
     ig_open_signed(L);
     ig_open_session(L);
     ig_open_utf8(L);
+    ig_open_webhook(L);
+    ig_open_fileio(L);
     ig_open_cli_fs(L);
     return 1;
 }

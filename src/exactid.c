@@ -1,6 +1,13 @@
 /* Exact IDs: a pre-pass over JSON text that quotes integers too long for a
- * double (Instagram sends IDs above 2^53 as bare numbers). */
+ * double (Instagram sends IDs above 2^53 as bare numbers), fused with the
+ * UTF-8 check so that decoding a page scans it once, at memchr-like speed
+ * inside strings (SSE2 where the compiler has it), and copies nothing when
+ * nothing needs quoting. */
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "ig.h"
 
@@ -11,8 +18,13 @@ static int is_token_byte(unsigned char c)
         || c == '-' || c == '+' || c == '.' || c == '_';
 }
 
+static int is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* A canonical JSON integer (-?[1-9][0-9]*) with at least IG_BIG_INT_DIGITS digits. */
-static int is_big_int(const char *t, size_t n)
+static int is_big_int(const unsigned char *t, size_t n)
 {
     size_t i = (n > 0 && t[0] == '-') ? 1 : 0;
     if (n - i < IG_BIG_INT_DIGITS || t[i] == '0') return 0;
@@ -21,40 +33,173 @@ static int is_big_int(const char *t, size_t n)
     return 1;
 }
 
-static size_t put(char *out, size_t at, const char *src, size_t n)
+/* Length of the well-formed UTF-8 sequence (RFC 3629) of 2-4 bytes at s[i]
+ * (s[i] >= 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t i, size_t len)
 {
-    if (out) memcpy(out + at, src, n);
-    return at + n;
+    unsigned char c = s[i], lo = 0x80, hi = 0xBF;
+    size_t n, k;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 2;
+        if (c == 0xE0) lo = 0xA0;
+        else if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 3;
+        if (c == 0xF0) lo = 0x90;
+        else if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (len - i <= n) return 0;
+    for (k = 1; k <= n; k++) {
+        unsigned char b = s[i + k];
+        if (b < lo || b > hi) return 0;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return n + 1;
+}
+
+/* Index of the first byte at or after i that is '"', '\\', NUL or >= 0x80
+ * (len if none): the plain run of a string, skipped 16 bytes at a time. */
+static size_t skip_plain(const unsigned char *s, size_t i, size_t len)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), zero = _mm_setzero_si128();
+    while (len - i >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                   _mm_cmpeq_epi8(v, zero));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit) | (unsigned)_mm_movemask_epi8(v);
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    for (; i < len; i++) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\' || c == 0 || c >= 0x80) return i;
+    }
+    return len;
+}
+
+int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0, copied = 0, o = 0;
+    unsigned char last = 0; /* the last byte outside strings and whitespace; 0 at the start */
+    int status = IG_JSON_OK;
+
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c == '"') {
+            i++;
+            for (;;) {
+                i = skip_plain(s, i, len);
+                if (i >= len) break;
+                c = s[i];
+                if (c == '"') {
+                    i++;
+                    break;
+                }
+                if (c == '\\') {
+                    /* the escaped byte goes with it, unless it must be checked itself */
+                    i += (i + 1 < len && s[i + 1] != 0 && s[i + 1] < 0x80) ? 2 : 1;
+                } else if (c == 0) {
+                    status = IG_JSON_NUL;
+                    goto done;
+                } else {
+                    size_t n = utf8_seq(s, i, len);
+                    if (n == 0) {
+                        status = IG_JSON_BAD_UTF8;
+                        goto done;
+                    }
+                    i += n;
+                }
+            }
+            last = '"';
+        } else if (is_ws(c)) {
+            i++;
+        } else if (is_token_byte(c)) {
+            size_t start = i;
+            while (i < len && is_token_byte(s[i])) i++;
+            /* quoted only in value position: at the start, after ':' '[' ',', and
+             * not as an object key (followed by ':'); so invalid JSON such as
+             * {12345678901234567:1} is never turned into valid JSON */
+            if ((last == 0 || last == ':' || last == '[' || last == ',') && is_big_int(s + start, i - start)) {
+                size_t j = i;
+                while (j < len && is_ws(s[j])) j++;
+                if (j == len || s[j] != ':') {
+                    if (out) {
+                        memcpy(out + o, text + copied, start - copied);
+                        out[o + start - copied] = '"';
+                        memcpy(out + o + start - copied + 1, text + start, i - start);
+                        out[o + i - copied + 1] = '"';
+                    }
+                    o += i - copied + 2;
+                    copied = i;
+                }
+            }
+            last = 't';
+        } else if (c == 0) {
+            status = IG_JSON_NUL;
+            goto done;
+        } else if (c >= 0x80) {
+            size_t n = utf8_seq(s, i, len);
+            if (n == 0) {
+                status = IG_JSON_BAD_UTF8;
+                goto done;
+            }
+            i += n;
+            last = c;
+        } else {
+            last = c;
+            i++;
+        }
+    }
+done:
+    if (out && len > copied) memcpy(out + o, text + copied, len - copied);
+    *outlen = o + (len - copied);
+    return status;
 }
 
 size_t ig_quote_big_ints(const char *in, size_t len, char *out)
 {
-    size_t i = 0, o = 0;
-    while (i < len) {
-        unsigned char c = (unsigned char)in[i];
-        size_t start = i;
-        if (c == '"') {
-            /* skip the string exactly: a backslash always takes the next byte
-             * with it, which covers \" \\ and \uXXXX; unterminated runs to the end */
-            i++;
-            while (i < len && in[i] != '"') i += (in[i] == '\\') ? 2 : 1;
-            i = i < len ? i + 1 : len;
-            o = put(out, o, in + start, i - start);
-        } else if (is_token_byte(c)) {
-            while (i < len && is_token_byte((unsigned char)in[i])) i++;
-            if (is_big_int(in + start, i - start)) {
-                o = put(out, o, "\"", 1);
-                o = put(out, o, in + start, i - start);
-                o = put(out, o, "\"", 1);
-            } else {
-                o = put(out, o, in + start, i - start);
-            }
-        } else {
-            o = put(out, o, in + i, 1);
-            i++;
-        }
+    /* the same pass, minus the checks: a NUL or invalid UTF-8 stops the
+     * quoting there and the rest is copied as it is */
+    size_t n;
+    ig_json_prepare(in, len, out, &n);
+    return n;
+}
+
+/* Pushes text prepared for lua-cjson, or nil and a reason. */
+static int l_json_prepare(lua_State *L)
+{
+    size_t len, n;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char small[1024], *out;
+    /* short text (a token response) is written in the same pass: each quoted
+     * integer has 16+ bytes and adds 2, so the output fits in len + len/8 + 2 */
+    int direct = len <= (sizeof small - 2) / 9 * 8;
+    int status = ig_json_prepare(s, len, direct ? small : NULL, &n);
+    if (status != IG_JSON_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, status == IG_JSON_BAD_UTF8 ? "invalid UTF-8" : "invalid JSON");
+        return 2;
     }
-    return o;
+    if (n == len) { /* nothing to quote: hand back the same string */
+        lua_settop(L, 1);
+        return 1;
+    }
+    if (direct) {
+        lua_pushlstring(L, small, n);
+        return 1;
+    }
+    out = (char *)lua_newuserdata(L, n);
+    ig_json_prepare(s, len, out, &n);
+    lua_pushlstring(L, out, n);
+    return 1;
 }
 
 static int l_quote_big_ints(lua_State *L)
@@ -77,6 +222,7 @@ void ig_open_exactid(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"quote_big_ints", l_quote_big_ints},
+        {"json_prepare", l_json_prepare},
         {NULL, NULL}
     };
     ig_setfuncs(L, funcs);

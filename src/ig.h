@@ -17,17 +17,28 @@ void ig_open_crypto(lua_State *L);
 void ig_open_signed(lua_State *L);
 void ig_open_session(lua_State *L);
 void ig_open_utf8(lua_State *L);
+void ig_open_webhook(lua_State *L);
+void ig_open_fileio(lua_State *L);
 void ig_open_cli_fs(lua_State *L);
 
 /* url.c. Decodes len bytes of in into out (room for len bytes is enough);
  * malformed %-sequences are copied. Returns the decoded length. */
 size_t ig_url_decode(const char *in, size_t len, char *out, int plus_is_space);
 
-/* exactid.c. Writes to out (if not NULL) in with every integer literal of
- * IG_BIG_INT_DIGITS or more digits outside strings wrapped in quotes.
- * Returns the output length (never less than len); call with out == NULL
- * first to size the buffer. */
+/* exactid.c. ig_json_prepare scans JSON text once: it checks the UTF-8
+ * (RFC 3629, as ig_utf8_valid) and rejects NUL bytes (lua-cjson would stop
+ * there), and writes to out (if not NULL) the text with every integer literal
+ * of IG_BIG_INT_DIGITS or more digits in value position (at the start or after
+ * ':', '[' or ',', and not followed by ':') wrapped in quotes. *outlen gets the
+ * output length (len when nothing is quoted); call with out == NULL first to
+ * size the buffer. Returns IG_JSON_OK, or IG_JSON_BAD_UTF8 / IG_JSON_NUL with
+ * the output complete up to the offending byte and the rest copied as it is.
+ * ig_quote_big_ints is the same pass that ignores the status. */
 #define IG_BIG_INT_DIGITS 16
+#define IG_JSON_OK 0
+#define IG_JSON_BAD_UTF8 1
+#define IG_JSON_NUL 2
+int ig_json_prepare(const char *in, size_t len, char *out, size_t *outlen);
 size_t ig_quote_big_ints(const char *in, size_t len, char *out);
 
 /* utf8.c. 1 if s is well-formed UTF-8 (RFC 3629), else 0. */

@@ -1,18 +1,26 @@
 /* The libcurl session: one multi handle per session, whose connection cache
- * keeps connections alive across perform and perform_many, and a small pool
- * of "slots" (an easy handle per transfer and its buffers) reused for
- * consecutive requests.
+ * keeps connections alive across perform and perform_many, a share handle for
+ * DNS and TLS sessions, and a small pool of "slots" (an easy handle and its
+ * buffers, all kept across transfers) reused for consecutive requests.
  *
  * Rules kept here: no Lua API call inside a libcurl callback (callbacks only
  * append to C buffers and abort by returning 0); every C resource is owned by
  * the session userdata, so a Lua error at any point leaks nothing (close/__gc
- * frees it all); buffers that may hold tokens are wiped before being freed. */
+ * frees it all); bytes that may hold tokens are wiped once used. libcurl
+ * handles belong to the process that made them: after a fork the child
+ * leaves them alone and makes its own (see session_adopt). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -27,36 +35,44 @@
 #define DEFAULT_USER_AGENT "lua-instagram"
 #define DEFAULT_CONCURRENCY 8
 #define MAX_CONCURRENCY 64
-#define MAX_TIMEOUT_MS 2147483647.0
+#define MAX_TIMEOUT_MS 2147483647.0 /* libcurl's limit: a long of milliseconds on 32-bit longs */
+#define TIMEOUT_RANGE "a number of seconds between 0 and 2147483.647"
 #define MAX_HEADER_BYTES ((size_t)256 * 1024)
 #define LOW_SPEED_LIMIT_BPS 1L
 #define LOW_SPEED_TIME_S 15L
 #define MAX_CONNECTION_AGE_S 300L
 #define BUFFER_MIN ((size_t)16 * 1024)
+#define BUFFER_KEEP ((size_t)64 * 1024) /* larger buffers are freed after their transfer */
 #define MESSAGE_MAX (CURL_ERROR_SIZE + 128)
 
 typedef struct {
     char *data;
     size_t len, cap;
+    size_t used; /* high-water mark of len since the last wipe: what may hold data */
 } membuf;
 
-/* one easy handle and everything libcurl may touch while it runs */
+/* one easy handle and everything libcurl may touch while it runs; the handle
+ * keeps its per-session options across transfers (configure_easy) */
 typedef struct {
-    CURL *easy;
+    CURL *easy; /* NULL until first used, and again after an allocation failure */
     char errbuf[CURL_ERROR_SIZE];
     struct curl_slist *headers;
     membuf body, head;
     size_t max_body;
     int body_too_big, head_too_big, out_of_memory;
     int in_multi;
+    int was_post; /* the handle last ran a POST: its POSTFIELDS pointer must be cleared */
     int req; /* 1-based index of the request it runs, 0 when idle */
 } slot;
 
 typedef struct {
-    CURLM *multi; /* NULL once closed */
+    CURLM *multi; /* NULL before the first transfer of this process */
+    CURLSH *share; /* DNS cache and TLS sessions of all the slots; NULL like multi */
+    pid_t pid; /* the process that made multi, share and the easy handles */
     slot **slots; /* each slot is its own allocation: libcurl keeps pointers into it */
     int nslots;
     int busy;
+    int closed;
     int allow_http;
     char *ca_file;
     char *user_agent;
@@ -72,6 +88,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     int post;
+    int del;
     long timeout_ms, connect_timeout_ms;
     int hfirst, hcount; /* "Name: value" lines at these anchor indices */
 } prepared;
@@ -84,14 +101,19 @@ typedef struct {
 
 /* ---------- buffers ---------- */
 
-static void membuf_wipe(membuf *b)
+/* Wipes what the buffer ever held since the last wipe and empties it; frees
+ * it too when free_it or when it grew past BUFFER_KEEP. */
+static void membuf_clear(membuf *b, int free_it)
 {
     if (b->data) {
-        OPENSSL_cleanse(b->data, b->cap);
-        free(b->data);
+        if (b->used) OPENSSL_cleanse(b->data, b->used);
+        if (free_it || b->cap > BUFFER_KEEP) {
+            free(b->data);
+            b->data = NULL;
+            b->cap = 0;
+        }
     }
-    b->data = NULL;
-    b->len = b->cap = 0;
+    b->len = b->used = 0;
 }
 
 /* Appends n bytes, never growing past limit (the caller checked len + n <= limit).
@@ -109,14 +131,16 @@ static int membuf_append(membuf *b, const char *p, size_t n, size_t limit)
         if (grown == NULL) return -1;
         if (b->len) memcpy(grown, b->data, b->len);
         if (b->data) {
-            OPENSSL_cleanse(b->data, b->cap);
+            if (b->used) OPENSSL_cleanse(b->data, b->used);
             free(b->data);
         }
         b->data = grown;
         b->cap = cap;
+        b->used = b->len;
     }
     memcpy(b->data + b->len, p, n);
     b->len = need;
+    if (need > b->used) b->used = need;
     return 0;
 }
 
@@ -165,29 +189,46 @@ static void wipe_header_list(struct curl_slist *list)
     curl_slist_free_all(list);
 }
 
-/* Returns the slot to idle: out of the multi, buffers and header list wiped,
- * easy handle freed (so libcurl holds no pointer into a Lua string). The next
- * transfer gets a fresh handle from curl_easy_init, which reports its
- * failures: curl_easy_reset ignores an allocation failure half way through
- * restoring the defaults and leaves a handle that cannot receive (read
- * buffer size 0), breaking every later request of the slot. The connections
- * live in the multi handle, so keep-alive is not affected. Idempotent. */
-static void slot_reset(session *s, slot *sl)
+static void drop_easy(slot *sl)
+{
+    if (sl->easy) curl_easy_cleanup(sl->easy);
+    sl->easy = NULL;
+    sl->was_post = 0;
+}
+
+/* Returns the slot to idle: out of the multi, the header list wiped and freed,
+ * the used part of the buffers wiped, no pointer into a Lua string left in the
+ * handle. The easy handle and the buffers stay for the next transfer (the
+ * connections live in the multi handle either way). After an allocation
+ * failure anywhere in the transfer the handle is dropped: libcurl may have
+ * left it half set up, and the next transfer gets a fresh one from
+ * curl_easy_init, which reports its failures (curl_easy_reset is never used:
+ * it ignores an allocation failure half way through restoring the defaults).
+ * Idempotent. */
+static void slot_idle(session *s, slot *sl, int failed_alloc)
 {
     if (sl->in_multi) {
         curl_multi_remove_handle(s->multi, sl->easy);
         sl->in_multi = 0;
     }
-    if (sl->easy) {
-        curl_easy_cleanup(sl->easy);
-        sl->easy = NULL;
+    if (sl->out_of_memory) failed_alloc = 1;
+    if (sl->easy && !failed_alloc) {
+        /* these setopts store a pointer and cannot fail */
+        if (sl->headers) curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        if (sl->was_post) {
+            curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDS, (char *)NULL);
+            curl_easy_setopt(sl->easy, CURLOPT_HTTPGET, 1L);
+            sl->was_post = 0;
+        }
+    } else {
+        drop_easy(sl);
     }
     if (sl->headers) {
         wipe_header_list(sl->headers);
         sl->headers = NULL;
     }
-    membuf_wipe(&sl->body);
-    membuf_wipe(&sl->head);
+    membuf_clear(&sl->body, 0);
+    membuf_clear(&sl->head, 0);
     sl->body_too_big = sl->head_too_big = sl->out_of_memory = 0;
     sl->errbuf[0] = '\0';
     sl->req = 0;
@@ -196,7 +237,7 @@ static void slot_reset(session *s, slot *sl)
 static void reset_all_slots(session *s)
 {
     int i;
-    for (i = 0; i < s->nslots; i++) slot_reset(s, s->slots[i]);
+    for (i = 0; i < s->nslots; i++) slot_idle(s, s->slots[i], 0);
 }
 
 /* Makes sure at least n slots exist; returns how many do. */
@@ -223,13 +264,71 @@ static slot *idle_slot(session *s, int limit)
     return NULL;
 }
 
-static void session_free(session *s)
+/* Forgets every libcurl handle without calling libcurl on it: they were made
+ * by another process (we are a fork() child) and share its sockets and TLS
+ * state, so any call could write to, shut down or read from the parent's
+ * connections (curl_multi_cleanup sends a TLS close_notify). They are leaked:
+ * a few KiB and one descriptor per inherited connection, for the life of the
+ * child. The session's own buffers (not libcurl's) are wiped and freed. */
+static void session_abandon_handles(session *s)
 {
     int i;
     for (i = 0; i < s->nslots; i++) {
         slot *sl = s->slots[i];
-        if (s->multi) slot_reset(s, sl);
-        if (sl->easy) curl_easy_cleanup(sl->easy);
+        sl->easy = NULL; /* leaked on purpose */
+        sl->in_multi = 0;
+        sl->was_post = 0;
+        if (sl->headers) { /* only ours: curl_slist_append's nodes, never given to a transfer here */
+            wipe_header_list(sl->headers);
+            sl->headers = NULL;
+        }
+        membuf_clear(&sl->body, 1);
+        membuf_clear(&sl->head, 1);
+    }
+    s->multi = NULL;  /* leaked on purpose */
+    s->share = NULL;  /* leaked on purpose */
+}
+
+/* Makes sure the session has libcurl handles of this process: after a fork
+ * the child drops the inherited ones (session_abandon_handles) and starts
+ * fresh, so it never reads the parent's responses nor touches its sockets.
+ * Returns NULL or an error message (no transfer can start). */
+static const char *session_adopt(session *s)
+{
+    pid_t self = getpid();
+    if (s->pid != self) {
+        if (s->multi || s->share) session_abandon_handles(s);
+        s->pid = self;
+    }
+    if (s->share == NULL) {
+        CURLSH *share = curl_share_init();
+        if (share == NULL) return "could not create a libcurl share handle";
+        /* DNS answers and TLS sessions for every slot: a new connection, and a
+         * POST's always-fresh one, resumes TLS instead of a full handshake.
+         * The connection cache is the multi handle's (shared by all the easy
+         * handles added to it). Single-threaded: no lock callbacks. */
+        if (curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK
+            || curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+            curl_share_cleanup(share);
+            return "could not set up a libcurl share handle";
+        }
+        s->share = share;
+    }
+    if (s->multi == NULL && (s->multi = curl_multi_init()) == NULL)
+        return "could not create a libcurl multi handle";
+    return NULL;
+}
+
+static void session_free(session *s)
+{
+    int i;
+    if (s->pid != getpid()) session_abandon_handles(s);
+    for (i = 0; i < s->nslots; i++) {
+        slot *sl = s->slots[i];
+        if (s->multi) slot_idle(s, sl, 1);
+        drop_easy(sl);
+        membuf_clear(&sl->body, 1);
+        membuf_clear(&sl->head, 1);
         free(sl);
     }
     free(s->slots);
@@ -237,10 +336,14 @@ static void session_free(session *s)
     s->nslots = 0;
     if (s->multi) curl_multi_cleanup(s->multi);
     s->multi = NULL;
+    /* after every easy handle using it is gone */
+    if (s->share) curl_share_cleanup(s->share);
+    s->share = NULL;
     free(s->ca_file);
     s->ca_file = NULL;
     free(s->user_agent);
     s->user_agent = NULL;
+    s->closed = 1;
 }
 
 /* ---------- starting and finishing a transfer ---------- */
@@ -260,20 +363,60 @@ static int has_prefix_ci(const char *s, const char *prefix)
         if ((rc = curl_easy_setopt(sl->easy, opt, val)) != CURLE_OK) goto failed; \
     } while (0)
 
+/* A fresh easy handle for sl with the options that are the same for every
+ * transfer of the session. NULL or an error message. */
+static const char *configure_easy(const session *s, slot *sl)
+{
+    CURLcode rc;
+    if ((sl->easy = curl_easy_init()) == NULL) return "could not create a libcurl handle";
+    SETOPT(CURLOPT_PRIVATE, (void *)sl);
+    SETOPT(CURLOPT_ERRORBUFFER, sl->errbuf);
+    SETOPT(CURLOPT_SHARE, s->share);
+    SETOPT(CURLOPT_PROTOCOLS_STR, s->allow_http ? "http,https" : "https");
+    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    SETOPT(CURLOPT_DEFAULT_PROTOCOL, "https");
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(CURLOPT_MAXREDIRS, 0L);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_LIMIT_BPS);
+    SETOPT(CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
+    SETOPT(CURLOPT_MAXLIFETIME_CONN, MAX_CONNECTION_AGE_S);
+    SETOPT(CURLOPT_MAXFILESIZE_LARGE, s->max_response);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(CURLOPT_WRITEDATA, (void *)sl);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(CURLOPT_HEADERDATA, (void *)sl);
+    SETOPT(CURLOPT_USERAGENT, s->user_agent);
+    if (s->ca_file) SETOPT(CURLOPT_CAINFO, s->ca_file);
+    SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    SETOPT(CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
+    SETOPT(CURLOPT_PROXY, "");
+    return NULL;
+
+failed:
+    drop_easy(sl);
+    return curl_easy_strerror(rc);
+}
+
 /* Configures sl for req and adds it to the multi. Returns NULL, or a message
- * for an error result (kind network) when the request could not start. */
+ * for an error result (kind network) when the request could not start; the
+ * caller then idles the slot with failed_alloc set, dropping the handle: every
+ * option below is set again for each transfer, but a half-configured handle is
+ * not worth keeping. */
 static const char *start_request(lua_State *L, session *s, slot *sl, const prepared *req,
                                  int index, int anchor)
 {
     CURLcode rc;
     CURLMcode mrc;
+    const char *err;
     int i;
 
     if (!has_prefix_ci(req->url, "https://") && !(s->allow_http && has_prefix_ci(req->url, "http://")))
         return s->allow_http ? "URL scheme not allowed: only https and http URLs are accepted"
                              : "URL scheme not allowed: only https URLs are accepted (allow_http is off)";
-    if (sl->easy == NULL && (sl->easy = curl_easy_init()) == NULL)
-        return "could not create a libcurl handle";
+    if (sl->easy == NULL && (err = configure_easy(s, sl)) != NULL) return err;
     sl->req = index;
     sl->max_body = (size_t)s->max_response;
 
@@ -292,35 +435,14 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
         sl->headers = grown;
     }
 
-    SETOPT(CURLOPT_PRIVATE, (void *)sl);
-    SETOPT(CURLOPT_ERRORBUFFER, sl->errbuf);
+    /* every per-transfer option, every time: nothing of an earlier transfer carries over */
     SETOPT(CURLOPT_URL, req->url);
-    SETOPT(CURLOPT_PROTOCOLS_STR, s->allow_http ? "http,https" : "https");
-    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    SETOPT(CURLOPT_DEFAULT_PROTOCOL, "https");
-    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(CURLOPT_MAXREDIRS, 0L);
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    SETOPT(CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_LIMIT_BPS);
-    SETOPT(CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
-    SETOPT(CURLOPT_MAXLIFETIME_CONN, MAX_CONNECTION_AGE_S);
-    if (s->max_response > 0) SETOPT(CURLOPT_MAXFILESIZE_LARGE, s->max_response);
-    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(CURLOPT_WRITEDATA, (void *)sl);
-    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(CURLOPT_HEADERDATA, (void *)sl);
-    SETOPT(CURLOPT_USERAGENT, s->user_agent);
-    if (s->ca_file) SETOPT(CURLOPT_CAINFO, s->ca_file);
-    SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
-    SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
-    SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    SETOPT(CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
-    SETOPT(CURLOPT_PROXY, "");
     SETOPT(CURLOPT_HTTPHEADER, sl->headers);
     if (req->post) {
         /* the body is a Lua string anchored for the whole batch: no copy to wipe */
+        sl->was_post = 1;
         SETOPT(CURLOPT_POST, 1L);
         /* libcurl silently re-sends a request whose reused connection died
          * before any reply; a POST (a single-use code) must go out at most
@@ -330,7 +452,12 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
         SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
+        SETOPT(CURLOPT_FRESH_CONNECT, 0L);
     }
+    SETOPT(CURLOPT_CUSTOMREQUEST, req->del ? "DELETE" : (const char *)NULL);
+    /* a DELETE is retried by the Lua layer, which must know whether an earlier try went out
+     * (a retried delete that finds nothing succeeded): no silent replay by libcurl either */
+    if (req->del) SETOPT(CURLOPT_FRESH_CONNECT, 1L);
 
     mrc = curl_multi_add_handle(s->multi, sl->easy);
     if (mrc != CURLM_OK) return curl_multi_strerror(mrc);
@@ -410,14 +537,23 @@ static const char *failure(const session *s, const slot *sl, const prepared *req
 
 static void push_lower(lua_State *L, const char *p, size_t n)
 {
-    luaL_Buffer b;
+    char small[128];
     size_t i;
-    luaL_buffinit(L, &b);
+    if (n > sizeof small) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (i = 0; i < n; i++) {
+            char c = p[i];
+            luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c);
+        }
+        luaL_pushresult(&b);
+        return;
+    }
     for (i = 0; i < n; i++) {
         char c = p[i];
-        luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c);
+        small[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
-    luaL_pushresult(&b);
+    lua_pushlstring(L, small, n);
 }
 
 static int is_blank(char c)
@@ -501,7 +637,7 @@ static void finish_request(lua_State *L, session *s, slot *sl, const prepared *r
         }
     }
     lua_rawseti(L, results, index);
-    slot_reset(s, sl);
+    slot_idle(s, sl, rc == CURLE_OUT_OF_MEMORY);
 }
 
 static void push_error_result(lua_State *L, int results, int index, const char *kind, const char *msg)
@@ -522,7 +658,7 @@ static void fail_running(lua_State *L, session *s, int limit, int results, const
         slot *sl = s->slots[i];
         if (sl->req) {
             push_error_result(L, results, sl->req, "network", msg);
-            slot_reset(s, sl);
+            slot_idle(s, sl, 1);
         }
     }
 }
@@ -536,7 +672,12 @@ static int run_batch(lua_State *L)
     const int anchor = 2, results = 3;
     int next = 0, active = 0;
     int width = ensure_slots(s, b->concurrency);
+    const char *err = session_adopt(s);
 
+    if (err) {
+        for (; next < b->n; next++) push_error_result(L, results, next + 1, "network", err);
+        return 0;
+    }
     if (width > b->concurrency) width = b->concurrency;
     if (width == 0) return luaL_error(L, "out of memory");
 
@@ -547,10 +688,10 @@ static int run_batch(lua_State *L)
 
         while (active < width && next < b->n) {
             slot *sl = idle_slot(s, width);
-            const char *err = start_request(L, s, sl, &b->reqs[next], next + 1, anchor);
+            err = start_request(L, s, sl, &b->reqs[next], next + 1, anchor);
             if (err) {
                 push_error_result(L, results, next + 1, "network", err);
-                slot_reset(s, sl);
+                slot_idle(s, sl, 1);
             } else {
                 active++;
             }
@@ -670,8 +811,10 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
             p->post = 0;
         else if (strcmp(method, "POST") == 0)
             p->post = 1;
+        else if (strcmp(method, "DELETE") == 0)
+            p->del = 1;
         else
-            request_error(L, fname, index, "method must be \"GET\" or \"POST\"");
+            request_error(L, fname, index, "method must be \"GET\", \"POST\" or \"DELETE\"");
     }
     lua_pop(L, 1);
 
@@ -699,10 +842,9 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
     lua_rawseti(L, anchor, ++*acount);
 
     p->timeout_ms = seconds_field(L, idx, "timeout", s->timeout_ms);
-    if (p->timeout_ms < 0) request_error(L, fname, index, "timeout must be a non-negative number of seconds");
+    if (p->timeout_ms < 0) request_error(L, fname, index, "timeout must be " TIMEOUT_RANGE);
     p->connect_timeout_ms = seconds_field(L, idx, "connect_timeout", s->connect_timeout_ms);
-    if (p->connect_timeout_ms < 0)
-        request_error(L, fname, index, "connect_timeout must be a non-negative number of seconds");
+    if (p->connect_timeout_ms < 0) request_error(L, fname, index, "connect_timeout must be " TIMEOUT_RANGE);
 
     p->hfirst = *acount + 1;
     lua_getfield(L, idx, "headers");
@@ -725,10 +867,15 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
             value = lua_tolstring(L, -1, &vl);
             if (has_crlf_nul(value, vl)) request_error(L, fname, index, "header value contains CR, LF or NUL");
             /* "Name;" is libcurl's way to send a header with an empty value */
-            if (vl == 0)
-                lua_pushfstring(L, "%s;", name);
-            else
-                lua_pushfstring(L, "%s: %s", name, value);
+            lua_pushlstring(L, name, nl);
+            if (vl == 0) {
+                lua_pushliteral(L, ";");
+                lua_concat(L, 2);
+            } else {
+                lua_pushliteral(L, ": ");
+                lua_pushvalue(L, -3);
+                lua_concat(L, 3);
+            }
             lua_rawseti(L, anchor, ++*acount);
             lua_pop(L, 2);
             p->hcount++;
@@ -742,7 +889,7 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
 static session *check_session(lua_State *L, const char *fname)
 {
     session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
-    if (s->multi == NULL) luaL_error(L, "%s: session is closed", fname);
+    if (s->closed) luaL_error(L, "%s: session is closed", fname);
     if (s->busy) luaL_error(L, "%s: session is busy", fname);
     return s;
 }
@@ -823,7 +970,7 @@ static int l_close(lua_State *L)
 static int l_tostring(lua_State *L)
 {
     session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
-    if (s->multi == NULL)
+    if (s->closed)
         lua_pushliteral(L, "instagram.session (closed)");
     else
         lua_pushfstring(L, "instagram.session (%p)", (void *)s);
@@ -881,20 +1028,21 @@ static int l_session(lua_State *L)
     lua_pop(L, 1);
 
     s->timeout_ms = seconds_field(L, opts, "timeout", DEFAULT_TIMEOUT_MS);
-    if (s->timeout_ms < 0) luaL_error(L, "session: timeout must be a non-negative number of seconds");
+    if (s->timeout_ms < 0) luaL_error(L, "session: timeout must be " TIMEOUT_RANGE);
     s->connect_timeout_ms = seconds_field(L, opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
-    if (s->connect_timeout_ms < 0)
-        luaL_error(L, "session: connect_timeout must be a non-negative number of seconds");
+    if (s->connect_timeout_ms < 0) luaL_error(L, "session: connect_timeout must be " TIMEOUT_RANGE);
 
+    /* 0 would be a cap no response can meet (libcurl's MAXFILESIZE reads it as
+     * "no limit", the body callback as "nothing"): misuse, as in instagram.new */
     lua_getfield(L, opts, "max_response_bytes");
     if (lua_isnil(L, -1)) {
         s->max_response = DEFAULT_MAX_RESPONSE;
     } else if (lua_type(L, -1) != LUA_TNUMBER) {
-        luaL_error(L, "session: max_response_bytes must be a non-negative integer");
+        luaL_error(L, "session: max_response_bytes must be a positive integer");
     } else {
         double max = lua_tonumber(L, -1);
-        if (!(max >= 0) || max != floor(max) || max > 9007199254740992.0)
-            luaL_error(L, "session: max_response_bytes must be a non-negative integer");
+        if (!(max >= 1) || max != floor(max) || max > 9007199254740992.0)
+            luaL_error(L, "session: max_response_bytes must be a positive integer");
         s->max_response = (curl_off_t)max;
     }
     lua_pop(L, 1);
@@ -902,12 +1050,14 @@ static int l_session(lua_State *L)
     string_option(L, opts, "ca_file", NULL, &s->ca_file, 0);
     string_option(L, opts, "user_agent", DEFAULT_USER_AGENT, &s->user_agent, 1);
 
-    s->multi = curl_multi_init();
-    if (s->multi == NULL) {
-        session_free(s);
-        lua_pushnil(L);
-        lua_pushliteral(L, "session: could not create a libcurl multi handle");
-        return 2;
+    {
+        const char *err = session_adopt(s);
+        if (err) {
+            session_free(s);
+            lua_pushnil(L);
+            lua_pushfstring(L, "session: %s", err);
+            return 2;
+        }
     }
     return 1;
 }
@@ -924,6 +1074,73 @@ static int l_sleep(lua_State *L)
     while (nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
     return 0;
 }
+
+/* libcurl's own heap blocks (its copies of URLs, request headers and small
+ * POST bodies, the request it builds, response headers, ...) are wiped before
+ * they are freed: curl_global_init_mem with a free that clears every block's
+ * whole usable size, through a volatile function pointer so the compiler
+ * cannot drop it (the technique of OpenSSL's portable OPENSSL_cleanse), with
+ * 16-byte stores: OPENSSL_cleanse's x86-64 loop costs 0.5 instruction a byte,
+ * and libcurl frees a 16 KiB buffer per transfer. glibc only
+ * (malloc_usable_size); elsewhere plain curl_global_init. */
+#if defined(__GLIBC__)
+#include <malloc.h>
+#define IG_WIPE_CURL_HEAP 1
+
+/* zeroes n bytes, 64 at a time where it can (glibc's memset turns to
+ * "rep stosb" above 2 KiB, which valgrind counts byte by byte) */
+static void wipe_block(void *p, size_t n)
+{
+    unsigned char *b = (unsigned char *)p;
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (; n - i >= 64; i += 64) {
+        _mm_storeu_si128((__m128i *)(void *)(b + i), zero);
+        _mm_storeu_si128((__m128i *)(void *)(b + i + 16), zero);
+        _mm_storeu_si128((__m128i *)(void *)(b + i + 32), zero);
+        _mm_storeu_si128((__m128i *)(void *)(b + i + 48), zero);
+    }
+    for (; n - i >= 16; i += 16) _mm_storeu_si128((__m128i *)(void *)(b + i), zero);
+#endif
+    for (; i < n; i++) b[i] = 0;
+}
+
+/* called through a volatile pointer: the stores cannot be dropped as dead
+ * even though the block is freed right after */
+static void (*const volatile wipe)(void *, size_t) = wipe_block;
+
+static void wiping_free(void *p)
+{
+    if (p) {
+        wipe(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+/* never realloc: a block that moves would be freed unwiped */
+static void *wiping_realloc(void *p, size_t n)
+{
+    size_t old;
+    char *q;
+    if (p == NULL) return malloc(n);
+    old = malloc_usable_size(p);
+    if (n <= old) return p;
+    q = (char *)malloc(n);
+    if (q == NULL) return NULL;
+    memcpy(q, p, old);
+    wiping_free(p);
+    return q;
+}
+
+static char *copy_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = (char *)malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+#endif
 
 void ig_open_session(lua_State *L)
 {
@@ -949,7 +1166,15 @@ void ig_open_session(lua_State *L)
     /* once per process, before any other libcurl call; never cleaned up here,
      * since other modules or Lua states may still use libcurl */
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) luaL_error(L, "instagram.core: curl_global_init failed");
+#if IG_WIPE_CURL_HEAP
+        /* a no-op when libcurl was initialised earlier in the process (by
+         * another module): then its blocks are not wiped */
+        if (curl_global_init_mem(CURL_GLOBAL_ALL, malloc, wiping_free, wiping_realloc, copy_string, calloc)
+            != CURLE_OK)
+#else
+        if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+#endif
+            luaL_error(L, "instagram.core: curl_global_init failed");
         curl_ready = 1;
     }
 

@@ -40,17 +40,22 @@ size_t ig_url_decode(const char *in, size_t len, char *out, int plus_is_space)
     return n;
 }
 
+/* Runs of unreserved bytes (most of a token or an ID) go in with one
+ * luaL_addlstring; each other byte as %XX. */
 static void add_encoded(luaL_Buffer *b, const char *s, size_t len)
 {
-    size_t i;
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_unreserved(c)) {
-            luaL_addchar(b, (char)c);
-        } else {
-            luaL_addchar(b, '%');
-            luaL_addchar(b, HEX_UPPER[c >> 4]);
-            luaL_addchar(b, HEX_UPPER[c & 15]);
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && is_unreserved((unsigned char)s[i])) i++;
+        if (i > start) luaL_addlstring(b, s + start, i - start);
+        if (i < len) {
+            unsigned char c = (unsigned char)s[i++];
+            char esc[3];
+            esc[0] = '%';
+            esc[1] = HEX_UPPER[c >> 4];
+            esc[2] = HEX_UPPER[c & 15];
+            luaL_addlstring(b, esc, 3);
         }
     }
 }

@@ -124,3 +124,27 @@ local b64 = {
   pad_only = "====",
 }
 for name, body in pairs(b64) do write("base64url", name, body) end
+
+---------------------------------------------------------------------------
+-- webhook: first byte = mode (% 3): 0 hidden secret, 1 "header\nbody" under "appsecret", 2 made here
+local DM = '{"object":"instagram","entry":[{"id":"17841400538867190","time":1762010783728,"messaging":[{"sender":'
+  .. '{"id":"1129842642640637"},"timestamp":1762010770464,"message":{"mid":"aWdfZAG1","text":"Ol\\u00e1 '
+  .. '\\ud83e\\udd70 https:\\/\\/x.example\\/a"}}]}]}'
+local HEX64 = ("0123456789abcdef"):rep(4)
+for name, header in pairs({
+  good_shape = "sha256=" .. HEX64,
+  upper = "sha256=" .. HEX64:upper(),
+  no_prefix = HEX64,
+  sha1 = "sha1=" .. HEX64:sub(1, 40),
+  short = "sha256=" .. HEX64:sub(2),
+  long = "sha256=" .. HEX64 .. "0",
+  prefix_only = "sha256=",
+  empty = "",
+  spaced = " sha256=" .. HEX64,
+}) do
+  write("webhook", "given_" .. name, "\1" .. header .. "\n" .. DM)
+end
+write("webhook", "hidden_good_shape", "\0sha256=" .. HEX64 .. "\n" .. DM)
+write("webhook", "made_dm", "\x02" .. "k" .. DM)
+write("webhook", "made_long_secret", "\x7e" .. ("s"):rep(32) .. DM)
+write("webhook", "made_empty_body", "\x02" .. "k")

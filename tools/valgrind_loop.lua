@@ -75,6 +75,13 @@ local function check_pure(i)
   assert(core.verify_signed_request(META_SR, "other") == nil)
   assert(core.verify_signed_request(META_SR, "") == nil)
   raises(core.verify_signed_request, META_SR)
+
+  local wh_body = '{"object":"instagram","entry":[]}' .. i
+  local wh_sig = "sha256=" .. core.hmac_sha256_hex("appsecret", wh_body)
+  assert(core.webhook_verify(wh_body, wh_sig, { "other", "appsecret" }) == 2)
+  assert(select(2, core.webhook_verify(wh_body, wh_sig:upper(), { "appsecret" })) == "malformed")
+  assert(select(2, core.webhook_verify(wh_body, wh_sig, {})) == "no_secret")
+  raises(core.webhook_verify, wh_body, wh_sig, { "" })
 end
 
 local function check_sessions(i)

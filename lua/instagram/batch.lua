@@ -6,8 +6,12 @@ local BATCHABLE = {
 }
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
 
 return function(Client, h)
+  h.BATCHABLE = BATCHABLE -- the topic modules loaded after this one add their request methods
   function Client:batch(calls, opts)
     local fname = "ig:batch"
     h.check_self(fname, self)
@@ -28,18 +32,43 @@ return function(Client, h)
     local results, waiting = {}, {}
     local coroutines = {}
 
+    -- a call that raised ends the batch: every other call still waiting on a request is resumed with
+    -- BATCH_ABORT (its request raises), so it unwinds and releases what it holds (a refresh lock)
+    local function abort(raised)
+      for k = 1, #calls do
+        local co = coroutines[k]
+        for _ = 1, 100 do
+          if not co or coroutine.status(co) ~= "suspended" then break end
+          coroutine.resume(co, h.BATCH_ABORT)
+        end
+        coroutines[k] = false
+      end
+      error(raised, 0) -- misuse inside a call raises, as the method itself would
+    end
+
+    -- runs call i until it waits for a request (queued) or ends (its results recorded); any other
+    -- yield (a user sleep or clock that yields to a scheduler) goes up to the caller's coroutine,
+    -- and what comes back is handed to the call
     local function step(i, ...)
       local co = coroutines[i]
-      local ok, first, second = coroutine.resume(co, ...)
-      if not ok then
-        error(first, 0) -- misuse inside a call raises, as the method itself would
+      local r = pack(coroutine.resume(co, ...))
+      while true do
+        if not r[1] then
+          coroutines[i] = false
+          return abort(r[2])
+        end
+        if coroutine.status(co) ~= "suspended" then break end
+        if r[2] == h.BATCH_YIELD then
+          waiting[#waiting + 1] = { index = i, req = r[3] }
+          return
+        end
+        r = pack(coroutine.resume(co, coroutine.yield(unpack(r, 2, r.n))))
       end
-      if coroutine.status(co) == "suspended" and first == h.BATCH_YIELD then
-        waiting[#waiting + 1] = { index = i, req = second }
-      elseif first ~= nil then
-        results[i] = { ok = true, value = first }
+      coroutines[i] = false
+      if r[2] == nil and r[3] ~= nil then
+        results[i] = { ok = false, err = r[3] }
       else
-        results[i] = { ok = false, err = second }
+        results[i] = { ok = true, value = r[2], n = r.n - 1, values = { unpack(r, 2, r.n) } }
       end
     end
 

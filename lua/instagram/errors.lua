@@ -8,10 +8,13 @@ Error.__index = Error
 
 local KINDS = {
   denied = true, callback = true, state = true, network = true, timeout = true,
-  tls = true, http = true, api = true, response = true, signature = true,
+  tls = true, http = true, api = true, response = true, signature = true, store = true, container = true,
 }
 
-local RATE_LIMIT_CODES = { [4] = true, [17] = true, [32] = true, [613] = true }
+-- 80002: too many calls to this Instagram account (Business Use Case limit, PLATFORM.md §4)
+local RATE_LIMIT_CODES = { [4] = true, [17] = true, [32] = true, [613] = true, [80002] = true }
+local BLOCK_SUBCODE = 2207051    -- "We restrict certain activity": a spam block, not a rate limit
+local QUOTA_SUBCODE = 2207042    -- the publishing quota of the account is used up
 local TRANSIENT_CODES = { [1] = true, [2] = true, [341] = true }
 local TOKEN_CODES = { [190] = true, [102] = true }
 
@@ -30,29 +33,96 @@ function Error:__tostring()
   return string.format("instagram: %s error: %s", self.kind, self.message)
 end
 
--- Removes every secret from a message, cuts it to a sane length, and keeps it printable.
-local function scrub(message, secrets)
+local WINDOW = 12       -- a secret of LONG_SECRET+ characters: any WINDOW-character run of it is an echo
+local LONG_SECRET = 20
+local MAX_SCAN = 4096  -- longer texts are cut before the scan (the result is cut to MAX_MESSAGE anyway)
+local REDACTED = "[redacted]"
+
+local function url_encoded(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function json_escaped(s)
+  local e = json.encode(s)
+  return e and e:sub(2, -2) or s
+end
+
+-- the lower-cased WINDOW-character runs of every long secret, as sent and as echoed when encoded
+local function windows_of(secrets)
+  local set, any = {}, false
+  for _, s in ipairs(secrets) do
+    if type(s) == "string" and #s >= LONG_SECRET then
+      for _, form in ipairs({ s, url_encoded(s), json_escaped(s), (json_escaped(s):gsub("\\/", "/")) }) do
+        form = form:lower()
+        for i = 1, #form - WINDOW + 1 do
+          set[form:sub(i, i + WINDOW - 1)] = true
+          any = true
+        end
+      end
+    end
+  end
+  return any and set or nil
+end
+
+-- every run of text that contains a window of a secret becomes [redacted]
+local function redact_windows(text, set)
+  local lower = text:lower()
+  local out, last, i = {}, 0, 1
+  local n = #text
+  while i <= n - WINDOW + 1 do
+    if set[lower:sub(i, i + WINDOW - 1)] then
+      local j = i + WINDOW - 1
+      while j < n and set[lower:sub(j - WINDOW + 2, j + 1)] do j = j + 1 end
+      out[#out + 1] = text:sub(last + 1, i - 1)
+      out[#out + 1] = REDACTED
+      last = j
+      i = j + 1
+    else
+      i = i + 1
+    end
+  end
+  out[#out + 1] = text:sub(last + 1)
+  return table.concat(out)
+end
+
+-- Removes every secret from a text (exact copies, and for long secrets any 12-character run of it in
+-- any case, URL-encoded or JSON-escaped), cuts it to a sane length, and keeps it printable.
+-- windows: optional, windows_of(secrets) computed once for several texts.
+local function scrub(message, secrets, windows)
   message = tostring(message or "")
+  local cut = false
+  if #message > MAX_SCAN then
+    message, cut = message:sub(1, MAX_SCAN), true
+  end
   if secrets then
+    -- an echo may be percent-encoded character by character: look at the text as a reader
+    -- decoding it would (which also makes the message plainer)
+    if message:find("%%%x%x") then
+      message = message:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    end
     for _, s in ipairs(secrets) do
       if type(s) == "string" and #s >= 4 then
         local start = 1
         while true do
           local i, j = message:find(s, start, true)
           if not i then break end
-          message = message:sub(1, i - 1) .. "[redacted]" .. message:sub(j + 1)
-          start = i + #"[redacted]"
+          message = message:sub(1, i - 1) .. REDACTED .. message:sub(j + 1)
+          start = i + #REDACTED
         end
       end
     end
+    windows = windows or windows_of(secrets)
+    if windows then message = redact_windows(message, windows) end
   end
+  -- the cut may have left the start of an echo (under WINDOW characters) at the end
+  if cut then message = message:sub(1, -WINDOW) end
   -- tokens and secrets that ride in URLs or forms, whatever their value
   message = message:gsub("([%?&]?[%w_]*access_token=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("(client_secret=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("(appsecret_proof=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("(code=)[^&%s\"']+", "%1[redacted]")
   message = message:gsub("[%z\1-\31\127]", " ")
-  if #message > MAX_MESSAGE then message = message:sub(1, MAX_MESSAGE) .. "..." end
+  if cut or #message > MAX_MESSAGE then message = message:sub(1, MAX_MESSAGE) .. "..." end
   return message
 end
 M.scrub = scrub
@@ -65,8 +135,12 @@ function M.new(kind, message, fields, secrets)
     for k, v in pairs(fields) do e[k] = v end
   end
   e.kind = kind
-  e.message = scrub(message, secrets)
-  if e.description then e.description = scrub(e.description, secrets) end
+  -- every text of the error: message, type, fbtrace_id, reason, description, ...
+  local windows = secrets and windows_of(secrets)
+  e.message = scrub(message, secrets, windows)
+  for k, v in pairs(e) do
+    if type(v) == "string" and k ~= "kind" and k ~= "message" then e[k] = scrub(v, secrets, windows) end
+  end
   if kind == "network" or kind == "timeout" then e.transient = true end
   return setmetatable(e, Error)
 end
@@ -93,6 +167,24 @@ local function header(res, name)
   return h and (h[name] or h[name:lower()])
 end
 
+-- The X-Business-Use-Case-Usage header, decoded: {[account id] = {entry, ...}}. Meta documents an
+-- array of entries per account; an object (one entry) is seen in the wild and accepted too.
+function M.business_usage(decoded)
+  if type(decoded) ~= "table" then return nil end
+  local out = {}
+  for id, entries in pairs(decoded) do
+    if type(id) == "string" and type(entries) == "table" then
+      if entries[1] == nil and next(entries) ~= nil then entries = { entries } end
+      local list = {}
+      for _, entry in ipairs(entries) do
+        if type(entry) == "table" then list[#list + 1] = entry end
+      end
+      out[id] = list
+    end
+  end
+  return out
+end
+
 -- Retry-After as delay-seconds (an HTTP-date or garbage is ignored), capped.
 local function retry_after(res)
   local v = header(res, "retry-after")
@@ -104,15 +196,13 @@ local function retry_after(res)
   -- BUC usage tells minutes until access is regained
   local buc = header(res, "x-business-use-case-usage")
   if type(buc) == "string" then
-    local decoded = json.decode(buc)
+    local decoded = M.business_usage(json.decode(buc))
     local best
-    if type(decoded) == "table" then
+    if decoded then
       for _, entries in pairs(decoded) do
-        if type(entries) == "table" then
-          for _, entry in ipairs(entries) do
-            local minutes = type(entry) == "table" and number_field(entry.estimated_time_to_regain_access)
-            if minutes and minutes > 0 and (not best or minutes * 60 > best) then best = minutes * 60 end
-          end
+        for _, entry in ipairs(entries) do
+          local minutes = number_field(entry.estimated_time_to_regain_access)
+          if minutes and minutes > 0 and (not best or minutes * 60 > best) then best = minutes * 60 end
         end
       end
     end
@@ -157,6 +247,8 @@ function M.classify(res, secrets)
     local e = M.new("api", fields.message, fields, secrets)
     e.token_invalid = TOKEN_CODES[e.code] or nil
     e.rate_limited = (RATE_LIMIT_CODES[e.code] or status == 429) or nil
+    if e.subcode == BLOCK_SUBCODE then e.rate_limited, e.blocked = nil, true end
+    if e.subcode == QUOTA_SUBCODE then e.quota = true end
     e.transient = (is_transient or TRANSIENT_CODES[e.code] or status >= 500) or nil
     e.retry_after = retry_after(res)
     return nil, e

@@ -115,14 +115,17 @@ local CONFIG_KEYS = {
   endpoints = true, graph_version = true, timeout = true, connect_timeout = true,
   retries = true, max_response_bytes = true, ca_file = true, allow_http = true,
   transport = true, user_agent = true, token_in = true, appsecret_proof = true,
-  clock = true, sleep = true,
+  clock = true, sleep = true, rate_limits = true,
 }
 
-local function positive_number(fname, config, key, default)
+-- the longest timeout both transports honour: libcurl takes 2147483.647 s, cosockets 2147483 s
+local MAX_TIMEOUT = 2147483
+
+local function positive_seconds(fname, config, key, default)
   local v = config[key]
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    raise(fname, key .. " must be a positive number")
+  if type(v) ~= "number" or v ~= v or v <= 0 or v > MAX_TIMEOUT then
+    raise(fname, key .. " must be a positive number of seconds, at most " .. MAX_TIMEOUT)
   end
   return v
 end
@@ -215,11 +218,14 @@ function instagram.new(config)
     allow_http = allow_http,
     ca_file = ca_file,
     user_agent = user_agent,
-    timeout = positive_number(fname, config, "timeout", 10),
-    connect_timeout = positive_number(fname, config, "connect_timeout", 5),
-    max_response_bytes = nonnegative_integer(fname, config, "max_response_bytes", 8 * 1024 * 1024, 2 ^ 31),
+    timeout = positive_seconds(fname, config, "timeout", 10),
+    connect_timeout = positive_seconds(fname, config, "connect_timeout", 5),
+    max_response_bytes = config.max_response_bytes or 8 * 1024 * 1024,
   }
-  if topts.max_response_bytes == 0 then raise(fname, "max_response_bytes must be positive") end
+  local max = topts.max_response_bytes
+  if type(max) ~= "number" or max ~= math.floor(max) or max < 1 or max > 2 ^ 31 then
+    raise(fname, "max_response_bytes must be an integer from 1 to " .. string.format("%d", 2 ^ 31))
+  end
 
   local self = setmetatable({
     api = profile.name,
@@ -240,6 +246,7 @@ function instagram.new(config)
     transport = transport.new(chosen, topts),
     clock = config.clock or os.time,
     sleep = config.sleep,
+    buckets = require("instagram.buckets").new(fname, config.rate_limits, config.clock or os.time),
     profile = profile,
   }
   return self
@@ -279,17 +286,26 @@ function Client:_now()
   return private[self].clock()
 end
 
-function Client:_sleep(seconds)
-  local sleep = private[self].sleep
-  if not sleep then
-    -- ngx.sleep yields to the event loop, where nginx allows it; anywhere else, block
-    sleep = transport.in_cosocket_phase() and rawget(_G, "ngx").sleep or core.sleep
-  end
-  if sleep and seconds > 0 then sleep(seconds) end
+-- take_rate(name, token) -> true, or nil, err when the client's own rate limit for this account
+-- (instagram.new{rate_limits = …}) says wait
+function Client:_take_rate(name, token)
+  local buckets = private[self].buckets
+  if not buckets then return true end
+  local account = type(token) == "table" and token.user_id or token
+  if type(token) == "table" and not account then account = token.access_token end
+  return buckets:take(name, account)
 end
 
+-- ngx.sleep where the current nginx phase allows it (it yields to the event loop), else blocking;
+-- safe in every phase
+function Client:_sleep(seconds)
+  local sleep = private[self].sleep or transport.sleep
+  if seconds > 0 then sleep(seconds) end
+end
+
+-- the transport a request made now goes to (by default chosen from the current nginx phase)
 function Client:_transport()
-  return private[self].transport
+  return transport.pick(private[self].transport)
 end
 
 local function header_value(res, name)
@@ -300,9 +316,10 @@ function Client:_record_usage(res)
   local app = header_value(res, "x-app-usage")
   local buc = header_value(res, "x-business-use-case-usage")
   if app or buc then
+    -- counts as integers under Lua 5.4, as in decoded Graph data
     self._usage = {
-      app = app and json.decode(app) or nil,
-      business = buc and json.decode(buc) or nil,
+      app = app and json.normalize_ids(json.decode(app)) or nil,
+      business = buc and errors.business_usage(json.normalize_ids(json.decode(buc))) or nil,
     }
   end
 end
@@ -310,13 +327,14 @@ end
 -- Inside ig:batch, requests go to the batch driver, which makes them concurrently.
 local batch_coroutines = setmetatable({}, { __mode = "k" })
 local BATCH_YIELD = {}
+local BATCH_ABORT = {} -- the batch driver's answer to a call it abandons (another call raised)
 
 function Client:_request(req)
   local co = coroutine.running()
   if co and batch_coroutines[co] == self then
     return coroutine.yield(BATCH_YIELD, req)
   end
-  return private[self].transport:request(req)
+  return self:_transport():request(req)
 end
 
 -- Turns a transport result into decoded JSON or an error object.
@@ -329,20 +347,46 @@ function Client:_result(res, kind, msg, status, secrets)
   return errors.classify(res, secrets)
 end
 
+-- A uniform number in [0, 1) for back-off jitter, from OpenSSL's CSPRNG: unlike math.random (which
+-- LuaJIT starts from one fixed seed), it differs in every process, so nginx workers forked from one
+-- master do not retry in lockstep
+local function jitter()
+  local bytes = core.base64url_decode(core.random_state(16) or "")
+  if not bytes or #bytes < 6 then return math.random() end
+  local x = 0
+  for i = 1, 6 do x = x * 256 + bytes:byte(i) end
+  return x / 2 ^ 48
+end
+
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
+--
+-- A request that is not idempotent (any non-GET unless req.idempotent) is sent once; when it
+-- fails with no usable answer it may still have taken effect: err.outcome_unknown. That is a
+-- failure with no response (network, timeout, a response the transport could not take: too
+-- large, badly framed), a 2xx whose body cannot be read, and a 5xx that is not a Graph error (a
+-- gateway's page: Instagram's answer, if any, was lost). A Graph error object is an answer.
 function Client:_send(req, secrets, retries)
-  if req.method ~= "GET" then retries = 0 end
+  local idempotent = req.method == "GET" or req.idempotent
+  if not idempotent then retries = 0 end
   retries = retries or self.retries
   req.timeout = req.timeout or self.timeout
   req.connect_timeout = req.connect_timeout or self.connect_timeout
   local attempt = 0
   while true do
     local res, kind, msg, status = self:_request(req)
+    if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
     local value, err = self:_result(res, kind, msg, status, secrets)
     if value then return value, res end
+    if not idempotent and (
+        (not res and (err.kind == "network" or err.kind == "timeout" or err.kind == "response"))
+        or (res and err.kind == "response" and res.status >= 200 and res.status < 300)
+        or (res and err.kind == "http" and res.status >= 500)) then
+      err.outcome_unknown = true
+    end
+    err.attempts = attempt + 1
     if attempt >= retries or not err.transient then return nil, err end
-    local delay = math.random() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
+    local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
     if err.retry_after then
       if err.retry_after > BACKOFF_CAP then return nil, err end
       delay = math.max(delay, err.retry_after)
@@ -352,9 +396,16 @@ function Client:_send(req, secrets, retries)
   end
 end
 
--- graph_url("me/media", params) -> base/v21.0/me/media?query, every segment percent-encoded;
--- a path that already starts with a version (a paging.next link) keeps it
-function Client:_graph_url(path, params)
+-- longest_send() -> the most seconds one _send of a GET can take: every try up to `timeout`, and
+-- the longest back-off (a retry_after above BACKOFF_CAP is not waited for) between tries
+function Client:_longest_send()
+  return (self.retries + 1) * self.timeout + self.retries * BACKOFF_CAP + 5
+end
+
+-- graph_url("me/media", params[, raw_query]) -> base/v21.0/me/media?query, every segment
+-- percent-encoded; a path that already starts with a version (a paging.next link) keeps it.
+-- raw_query: an already encoded query (a paging.next link's), put before params.
+function Client:_graph_url(path, params, raw_query)
   local parts = {}
   for segment in path:gmatch("[^/]+") do
     parts[#parts + 1] = core.url_encode(segment)
@@ -364,12 +415,16 @@ function Client:_graph_url(path, params)
   end
   local url = self.endpoints.graph .. "/" .. table.concat(parts, "/")
   local query = core.build_query(params)
+  if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
   if query ~= "" then url = url .. "?" .. query end
   return url
 end
 
--- graph_request(token, path, params) -> req, secrets: the token goes where token_in says.
-function Client:_graph_request(token, path, params)
+-- graph_request(token, path, params[, raw_query[, method]]) -> req, secrets: the token goes where
+-- token_in says. A GET or DELETE carries the parameters in the query; a POST in a form body, so
+-- that neither they nor the token land in URLs (and logs) on the way.
+function Client:_graph_request(token, path, params, raw_query, method)
+  method = method or "GET"
   local pairs_list, headers = {}, { Accept = "application/json" }
   local keys = {}
   for k in pairs(params or {}) do keys[#keys + 1] = k end
@@ -386,12 +441,27 @@ function Client:_graph_request(token, path, params)
     pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
     secrets[#secrets + 1] = proof
   end
-  return { method = "GET", url = self:_graph_url(path, pairs_list), headers = headers }, secrets
+  if method ~= "POST" then
+    return { method = method, url = self:_graph_url(path, pairs_list, raw_query), headers = headers }, secrets
+  end
+  headers["Content-Type"] = "application/x-www-form-urlencoded"
+  return { method = method, url = self:_graph_url(path, {}), headers = headers,
+    body = core.build_query(pairs_list) }, secrets
 end
 
--- graph_get(token, path, params) -> decoded body, response | nil, err
-function Client:_graph_get(token, path, params)
-  local req, secrets = self:_graph_request(token, path, params)
+-- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
+function Client:_graph_get(token, path, params, raw_query)
+  local req, secrets = self:_graph_request(token, path, params, raw_query)
+  local value, res = self:_send(req, secrets)
+  if not value then return nil, res end
+  return json.normalize_ids(value), res
+end
+
+-- graph_write(token, method, path, params, idempotent) -> decoded body, response | nil, err.
+-- Only an idempotent write (hide, delete, a setting) is retried; any other is sent once.
+function Client:_graph_write(token, method, path, params, idempotent)
+  local req, secrets = self:_graph_request(token, path, params, nil, method)
+  req.idempotent = idempotent or nil
   local value, res = self:_send(req, secrets)
   if not value then return nil, res end
   return json.normalize_ids(value), res
@@ -408,7 +478,8 @@ function Client:_token_from(body, secrets, res)
   if type(t.access_token) ~= "string" or t.access_token == "" then
     return bad("has no access_token")
   end
-  local token = { access_token = t.access_token, issued_at = self:_now() }
+  -- whole seconds, integers under Lua 5.4 (a clock may be fractional; lua-cjson gives floats)
+  local token = { access_token = t.access_token, issued_at = json.integer(math.floor(self:_now())) }
   if t.user_id ~= nil and t.user_id ~= json.null then
     token.user_id = json.id(t.user_id)
     if not token.user_id then return bad("has an invalid user_id") end
@@ -421,8 +492,8 @@ function Client:_token_from(body, secrets, res)
         or expires_in > 2 ^ 40 then
       return bad("has an invalid expires_in")
     end
-    token.expires_in = expires_in
-    token.expires_at = token.issued_at + expires_in
+    token.expires_in = json.integer(expires_in)
+    token.expires_at = token.issued_at + token.expires_in
   end
   local perms = t.permissions
   if type(perms) == "string" then
@@ -526,14 +597,8 @@ function Client:parse_callback(input, expected_state)
     values[key] = v
   end
 
-  if values.error then
-    return nil, errors.new("denied", values.error_description or values.error, {
-      reason = values.error_reason,
-      description = values.error_description,
-      error = values.error,
-    }, { values.code })
-  end
-
+  -- state first, error callbacks included (RFC 6749 §4.1.2.1 returns state with errors too):
+  -- a forged error callback is a state failure, and its text never becomes a message
   if expected_state ~= false then
     local got = values.state
     if got == nil or got == "" then
@@ -542,6 +607,14 @@ function Client:parse_callback(input, expected_state)
     if not core.constant_time_equal(got, expected_state) then
       return nil, errors.new("state", "callback state does not match")
     end
+  end
+
+  if values.error then
+    return nil, errors.new("denied", values.error_description or values.error, {
+      reason = values.error_reason,
+      description = values.error_description,
+      error = values.error,
+    }, { values.code })
   end
 
   local code = values.code
@@ -655,10 +728,23 @@ end
 local helpers = {
   raise = raise, check_self = check_self, check_string = check_string, token_string = token_string,
   fields_string = fields_string, id_string = id_string,
-  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD,
+  batch_coroutines = batch_coroutines, BATCH_YIELD = BATCH_YIELD, BATCH_ABORT = BATCH_ABORT,
 }
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
+instagram.publishing = require("instagram.publishing")
+instagram.publishing(Client, helpers)
+require("instagram.comments")(Client, helpers)
+instagram.insights = require("instagram.insights")
+instagram.insights(Client, helpers)
+require("instagram.subscriptions")(Client, helpers)
+instagram.webhook = require "instagram.webhook"
+
+-- 0.2: stores, the token keeper and the cached feed
+instagram.store = require "instagram.store"
+instagram.keeper = require "instagram.keeper"
+instagram.feed = require "instagram.feed"
+instagram.cdn_expiry = instagram.feed.cdn_expiry
 
 return instagram

@@ -13,17 +13,20 @@ encoder.encode_invalid_numbers(false)
 local M = { null = cjson_safe.null }
 
 -- RFC 8259 §8.1: JSON between systems is UTF-8, and lua-cjson does not check it (src/utf8.c does)
-local valid_utf8 = core.valid_utf8
-M.valid_utf8 = valid_utf8
+M.valid_utf8 = core.valid_utf8
+
+-- one C pass: UTF-8 check, no NUL (cjson would stop there), big integers quoted (src/exactid.c)
+local json_prepare = core.json_prepare
 
 function M.decode(text)
   if type(text) ~= "string" then
     return nil, "not a string"
   end
-  if not valid_utf8(text) then
-    return nil, "invalid UTF-8"
+  local prepared, why = json_prepare(text)
+  if not prepared then
+    return nil, why -- "invalid UTF-8" or "invalid JSON"
   end
-  local value, err = decoder.decode(core.quote_big_ints(text))
+  local value, err = decoder.decode(prepared)
   if err then
     return nil, "invalid JSON"
   end
@@ -47,12 +50,34 @@ function M.id(value)
   return nil
 end
 
--- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, in place.
+-- An integral number as a Lua 5.4 integer (lua-cjson decodes every number as a float: 7.0), else as is.
+local tointeger = math.tointeger -- luacheck: ignore 143
+function M.integer(v)
+  if tointeger and type(v) == "number" then return tointeger(v) or v end
+  return v
+end
+
+local byte = string.byte
+local UNDERSCORE, I, D = byte("_id", 1, 3)
+
+-- "id" or "..._id", without making a substring per key
+local function is_id_key(k)
+  if k == "id" then return true end
+  local n = #k
+  if n < 3 then return false end
+  local a, b, c = byte(k, n - 2, n)
+  return a == UNDERSCORE and b == I and c == D
+end
+
+-- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, and every
+-- other integral number (counts) into an integer, in place.
 local function normalize_ids(value, depth)
   if type(value) ~= "table" or depth > 64 then return value end
   for k, v in pairs(value) do
-    if type(v) == "number" and type(k) == "string" and (k == "id" or k:sub(-3) == "_id") then
+    if type(v) == "number" and type(k) == "string" and is_id_key(k) then
       value[k] = M.id(v) or v
+    elseif type(v) == "number" then
+      value[k] = M.integer(v)
     elseif type(v) == "table" then
       normalize_ids(v, depth + 1)
     end

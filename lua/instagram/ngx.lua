@@ -1,16 +1,20 @@
 -- The OpenResty transport: HTTP/1.1 over ngx.socket.tcp cosockets, so a request handler never blocks
 -- the nginx worker (libcurl would). Same interface as the other transports (instagram.transport):
---   t:request(req) -> res | nil, kind, message
---   t:request_many(reqs, concurrency) -> { res | {error = kind, message = msg}, ... }
+--   t:request(req) -> res | nil, kind, message[, status]
+--   t:request_many(reqs, concurrency) -> { res | {error = kind, message = msg[, status]}, ... }
 --   t:close()
 -- req = {method, url, headers, body, timeout, connect_timeout};
 -- res = {status, headers (lower-case names, repeated joined with ", "), body, reused}.
+-- t:request also returns the status as a 4th value with kind "response" once the status line had
+-- arrived (a body over max_response_bytes), and request_many puts it in the error table.
 -- kinds: network, timeout, tls, response. Misuse (a bad request table, CR/LF/NUL in the URL or a
 -- header) raises, as the C core does.
 --
 -- Operator notes (see also examples/openresty/nginx.conf):
--- * Works in the phases that allow cosockets: rewrite, access, content, ngx.timer, ssl_certificate,
---   ssl_session_fetch, ssl_client_hello. Not in init/init_worker/set/log/header_filter/body_filter.
+-- * Works in the phases that allow cosockets: rewrite, server_rewrite, access, content, ngx.timer,
+--   ssl_certificate, ssl_session_fetch, ssl_client_hello (stream: preread, content, timer). Not in
+--   init/init_worker/set/log/header_filter/body_filter/balancer: there a client left on the default
+--   transport uses libcurl for that request (instagram.transport decides per request).
 -- * TLS is always verified (sslhandshake(nil, host, true)) against `lua_ssl_trusted_certificate`,
 --   which nginx has no default for: set it (e.g. /etc/ssl/certs/ca-certificates.crt) and set
 --   `lua_ssl_verify_depth 3` or more (the default 1 is too shallow for public chains). Cosockets
@@ -21,9 +25,15 @@
 --   `localhost` is connected to at 127.0.0.1 (RFC 6761, as libcurl does) while the certificate is
 --   still checked for the name "localhost". nginx checks certificate names with X509_check_host,
 --   which does not match IP SANs: https to an IP literal fails with kind "tls" (use a name).
+-- * Name resolution goes through nginx's resolver (bounded by `resolver_timeout`); the request's
+--   connect_timeout and timeout bound it too (the connect runs on a light thread raced against them).
 -- * Redirects are never followed. Connections go back to the per-worker pool
 --   (lua_socket_keepalive_timeout, lua_socket_pool_size) only after a complete, well-framed
---   response without `Connection: close`.
+--   response to a GET without `Connection: close`. Only GETs take pooled connections, and only
+--   GETs are sent again (once or twice, on another connection) when a pooled connection turns out
+--   to be closed before any byte of the answer. A POST (the code exchange) always goes on a new
+--   connection from a pool name nothing is ever kept under, is closed after its answer, and is
+--   never sent twice, as with libcurl (CURLOPT_FRESH_CONNECT).
 local M = {}
 
 local T = {}
@@ -116,6 +126,7 @@ local function parse_url(url)
     authority = port == default_port and host or (host .. ":" .. port),
     target = target,
     ip = host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or host:sub(1, 1) == "[",
+    connect_ip = connect_host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or connect_host:sub(1, 1) == "[",
   }
 end
 
@@ -124,7 +135,9 @@ local function prepare(self, fname, index, req)
   if type(req) ~= "table" then raise(fname, index, "request must be a table") end
   local method = req.method
   if method == nil then method = "GET" end
-  if method ~= "GET" and method ~= "POST" then raise(fname, index, "method must be \"GET\" or \"POST\"") end
+  if method ~= "GET" and method ~= "POST" and method ~= "DELETE" then
+    raise(fname, index, "method must be \"GET\", \"POST\" or \"DELETE\"")
+  end
   local url = req.url
   if type(url) ~= "string" then raise(fname, index, "url must be a string") end
   if url:find("[%z\r\n]") then raise(fname, index, "url contains CR, LF or NUL") end
@@ -187,6 +200,10 @@ local function prepare(self, fname, index, req)
     p.where = u.scheme .. "://" .. u.authority
     p.pool = concat({ "instagram", u.scheme, u.host, u.port,
       u.scheme == "https" and ("verify:" .. (self.opts.ca_file or "lua_ssl_trusted_certificate")) or "plain" }, "|")
+    -- only a GET may be sent again, so only a GET may take a pooled connection (which the server
+    -- may have closed): anything else connects under a pool name that nothing is ever kept under
+    p.fresh = method ~= "GET"
+    if p.fresh then p.pool = p.pool .. "|fresh" end
   end
   return p
 end
@@ -217,12 +234,14 @@ function Conn:arm()
   self.sock:settimeouts(connect_ms, ms, ms)
 end
 
+-- the next piece from the socket, or false at the peer's close
 function Conn:fill(what)
   self:arm()
   local data, err = self.sock:receiveany(READ_PIECE)
   if not data then
     if err == "timeout" then fail("timeout", "timed out reading the " .. what .. " from " .. self.where) end
-    if self.reused and not self.got_bytes then fail("stale", "pooled connection was closed") end
+    -- a pooled connection that the server had closed: a GET may go again on another one
+    if self.retryable and not self.got_bytes then fail("stale", "pooled connection was closed") end
     if err == "closed" then
       self.closed = true
       return false
@@ -230,29 +249,37 @@ function Conn:fill(what)
     fail("network", "reading the " .. what .. " from " .. self.where .. " failed: " .. tostring(err))
   end
   self.got_bytes = true
-  if self.pos > #self.buf then
-    self.buf, self.pos = data, 1
-  else
-    self.buf, self.pos = self.buf:sub(self.pos) .. data, 1
-  end
-  return true
+  return data
 end
 
--- a line without its "\n" (a "\r" before it is kept), at most limit bytes
+-- a line without its "\n" (a "\r" before it is kept), at most limit bytes. The pieces of a line
+-- that spans reads are collected and joined once, and each piece is searched once: linear.
 function Conn:line(limit, what)
+  local buf, pos = self.buf, self.pos
+  local i = buf:find("\n", pos, true)
+  if i then
+    if i - pos > limit then fail("response", what .. " too long") end
+    self.pos = i + 1
+    return buf:sub(pos, i - 1)
+  end
+  local parts, size = { buf:sub(pos) }, #buf - pos + 1
+  self.buf, self.pos = "", 1
   while true do
-    local i = self.buf:find("\n", self.pos, true)
-    if i then
-      if i - self.pos > limit then fail("response", what .. " too long") end
-      local line = self.buf:sub(self.pos, i - 1)
-      self.pos = i + 1
-      return line
-    end
-    if #self.buf - self.pos + 1 > limit then fail("response", what .. " too long") end
-    if not self:fill(what) then
+    if size > limit then fail("response", what .. " too long") end
+    local data = self:fill(what)
+    if not data then
       -- as libcurl (GOT_NOTHING, RECV_ERROR): a cut connection is the network, not the response
       fail("network", "connection closed by " .. self.where .. " in the " .. what)
     end
+    i = data:find("\n", 1, true)
+    if i then
+      if size + i - 1 > limit then fail("response", what .. " too long") end
+      parts[#parts + 1] = data:sub(1, i - 1)
+      self.buf, self.pos = data, i + 1
+      return concat(parts)
+    end
+    parts[#parts + 1] = data
+    size = size + #data
   end
 end
 
@@ -322,7 +349,7 @@ local function read_head(c)
   if major ~= "1" or not (after == "" or after:find("^[ \r]")) then
     fail("response", "malformed status line from " .. c.where)
   end
-  local headers, count, bytes = {}, 0, #line
+  local headers, count, bytes, last = {}, 0, #line, nil
   while true do
     line = c:line(MAX_HEADER_BYTES, "response headers")
     bytes = bytes + #line + 1
@@ -333,15 +360,28 @@ local function read_head(c)
     if line == "" then break end
     count = count + 1
     if count > MAX_HEADER_COUNT then fail("response", "more than " .. MAX_HEADER_COUNT .. " response headers") end
-    local name, value = line:match("^([^:]*):(.*)$")
-    if not name or not is_token(name) then fail("response", "malformed response header from " .. c.where) end
-    value = value:match("^[ \t]*(.-)[ \t]*$")
-    if value:find("[%z\r]") then fail("response", "malformed response header from " .. c.where) end
-    name = name:lower()
-    if headers[name] then
-      headers[name] = headers[name] .. ", " .. value
+    local first = line:sub(1, 1)
+    if first == " " or first == "\t" then
+      -- obs-fold (RFC 9112 §5.2), which libcurl accepts too: the line continues the previous
+      -- field, joined with one space. Before any field it is malformed.
+      if not last then fail("response", "malformed response header from " .. c.where) end
+      local more = line:match("^[ \t]*(.-)[ \t]*$")
+      if more:find("[%z\r]") then fail("response", "malformed response header from " .. c.where) end
+      if more ~= "" then
+        headers[last] = headers[last] == "" and more or (headers[last] .. " " .. more)
+      end
     else
-      headers[name] = value
+      local name, value = line:match("^([^:]*):(.*)$")
+      if not name or not is_token(name) then fail("response", "malformed response header from " .. c.where) end
+      value = value:match("^[ \t]*(.-)[ \t]*$")
+      if value:find("[%z\r]") then fail("response", "malformed response header from " .. c.where) end
+      name = name:lower()
+      if headers[name] then
+        headers[name] = headers[name] .. ", " .. value
+      else
+        headers[name] = value
+      end
+      last = name
     end
   end
   return tonumber(status), headers, tonumber(minor)
@@ -350,8 +390,10 @@ end
 local function read_chunked(c, max, out)
   local total = 0
   while true do
+    -- CRLF or a bare LF, as libcurl accepts
     local line = c:line(4096, "chunk size")
-    local hex, ext = line:match("^(%x+)(.-)\r$")
+    if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+    local hex, ext = line:match("^(%x+)(.*)$")
     if not hex or not (ext == "" or ext:sub(1, 1) == ";" or ext:find("^[ \t]+;")) then
       fail("response", "malformed chunk size from " .. c.where)
     end
@@ -362,17 +404,22 @@ local function read_chunked(c, max, out)
     total = total + size
     if total > max then fail("response", "response body larger than " .. max .. " bytes") end
     c:exact(size, out, "body")
-    local crlf = {}
-    c:exact(2, crlf, "body")
-    if crlf[1] .. (crlf[2] or "") ~= "\r\n" then fail("response", "malformed chunk from " .. c.where) end
+    local eol = {}
+    c:exact(1, eol, "body")
+    if eol[1] == "\r" then
+      eol = {}
+      c:exact(1, eol, "body")
+    end
+    if eol[1] ~= "\n" then fail("response", "malformed chunk from " .. c.where) end
   end
   -- trailers, then the empty line
   local count, bytes = 0, 0
   while true do
     local line = c:line(MAX_HEADER_BYTES, "trailers")
-    if line == "\r" then return end
+    if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+    if line == "" then return end
     count, bytes = count + 1, bytes + #line
-    if line:sub(-1) ~= "\r" or not line:find("^[^:]+:") or count > MAX_HEADER_COUNT
+    if line:find("\r", 1, true) or not line:find("^[^:]+:") or count > MAX_HEADER_COUNT
         or bytes > MAX_HEADER_BYTES then
       fail("response", "malformed trailers from " .. c.where)
     end
@@ -417,13 +464,53 @@ local function read_body(c, method, status, headers, max)
   return body, false
 end
 
+-- sock:connect, with the name resolution bounded too: nginx's resolver answers within its own
+-- resolver_timeout (30 s by default), which settimeouts does not cover. For a host name the
+-- connect runs on a light thread raced against one that sleeps until the connect deadline.
+local function connect(c, sock, u, pool)
+  local ngx = c.ngx
+  local limit = c.connect_ms > 0 and c.connect_ms / 1000 or nil
+  if c.deadline then
+    local left = c.deadline - now(ngx)
+    if not limit or left < limit then limit = left end
+  end
+  if u.connect_ip or not limit or type(ngx.thread) ~= "table" then
+    return sock:connect(u.connect_host, u.port, { pool = pool })
+  end
+  local spawned, connector = pcall(ngx.thread.spawn, function()
+    return sock:connect(u.connect_host, u.port, { pool = pool })
+  end)
+  if not spawned or not connector then return sock:connect(u.connect_host, u.port, { pool = pool }) end
+  local state = type(connector) == "thread" and coroutine.status(connector)
+  if state == "zombie" or state == "dead" then -- done at once (a pooled connection): no race
+    local _, ok, err = ngx.thread.wait(connector)
+    return ok, err
+  end
+  local timed, timer = pcall(ngx.thread.spawn, function()
+    ngx.sleep(math.max(0.001, limit))
+    return Fail
+  end)
+  if not timed or not timer then
+    local _, ok, err = ngx.thread.wait(connector)
+    return ok, err
+  end
+  local done, ok, err = ngx.thread.wait(connector, timer)
+  if ok == Fail then
+    ngx.thread.kill(connector)
+    return nil, "timeout"
+  end
+  ngx.thread.kill(timer)
+  if not done then return nil, ok end
+  return ok, err
+end
+
 -- one attempt: connect (or take a pooled connection), send, read. Returns res or raises a Fail.
 local function attempt(self, p, c)
   local ngx, u = c.ngx, p.url
   local sock = ngx.socket.tcp()
   c.sock = sock
   c:arm()
-  local ok, err = sock:connect(u.connect_host, u.port, { pool = p.pool })
+  local ok, err = connect(c, sock, u, p.pool)
   if not ok then
     if err == "timeout" then fail("timeout", "timed out connecting to " .. p.where) end
     if type(err) == "string" and err:find("no resolver defined", 1, true) then
@@ -432,6 +519,7 @@ local function attempt(self, p, c)
     fail("network", "could not connect to " .. p.where .. ": " .. tostring(err))
   end
   c.reused = (sock:getreusedtimes() or 0) > 0
+  c.retryable = c.reused and not p.fresh
   if u.scheme == "https" and not c.reused then
     c:arm()
     -- reused_session must stay nil, never false: in lua-resty-core 0.1.25 (Debian 12) a handshake
@@ -449,7 +537,7 @@ local function attempt(self, p, c)
   c:arm()
   local sent, serr = sock:send(p.body and { p.head, p.body } or p.head)
   if not sent then
-    if c.reused and serr ~= "timeout" then fail("stale", "pooled connection was closed") end
+    if c.retryable and serr ~= "timeout" then fail("stale", "pooled connection was closed") end
     fail(sock_kind(serr), "sending the request to " .. p.where .. " failed: " .. tostring(serr))
   end
 
@@ -460,9 +548,10 @@ local function attempt(self, p, c)
   end
   if status < 200 then fail("response", "too many interim responses from " .. p.where) end
   if status == 101 then fail("response", "unexpected protocol switch from " .. p.where) end
+  c.status = status -- kept with a "response" failure from here on (a body over the cap), as libcurl does
 
   local body, framed = read_body(c, p.method, status, headers, self.opts.max_response_bytes)
-  local keep = framed and not c.closed and c.pos > #c.buf
+  local keep = framed and not p.fresh and not c.closed and c.pos > #c.buf
     and not has_token(headers.connection, "close")
     and (minor >= 1 or has_token(headers.connection, "keep-alive"))
   local reused = sock:getreusedtimes() or 0
@@ -496,7 +585,10 @@ local function perform(self, p)
       -- a bug, not the network: keep the message (it never holds the query; p has none)
       return nil, "network", "ngx transport failed: " .. tostring(res)
     end
-    if res.kind ~= "stale" then return nil, res.kind, res.message end
+    if res.kind ~= "stale" or p.fresh then
+      return nil, res.kind == "stale" and "network" or res.kind, res.message,
+        res.kind == "response" and c.status or nil
+    end
     if try == MAX_STALE_RETRIES then
       return nil, "network", "connection to " .. p.where .. " closed before the response"
     end
@@ -508,6 +600,16 @@ end
 
 function M.new(opts)
   opts = opts or {}
+  local fname = "instagram.ngx.new"
+  if type(opts) ~= "table" then raise(fname, nil, "opts must be a table") end
+  for _, key in ipairs({ "user_agent", "ca_file" }) do
+    local v = opts[key]
+    if v ~= nil and type(v) ~= "string" then raise(fname, nil, key .. " must be a string") end
+  end
+  -- as the C core: the User-Agent goes into the request head verbatim
+  if opts.user_agent and opts.user_agent:find("[%z\r\n]") then
+    raise(fname, nil, "user_agent contains CR, LF or NUL")
+  end
   local o = {
     allow_http = opts.allow_http or false,
     ca_file = opts.ca_file,
@@ -540,8 +642,8 @@ function T:request_many(reqs, concurrency)
     while next_index <= n do
       local i = next_index
       next_index = i + 1
-      local res, kind, msg = perform(self, prepared[i])
-      results[i] = res or { error = kind, message = msg }
+      local res, kind, msg, status = perform(self, prepared[i])
+      results[i] = res or { error = kind, message = msg, status = status }
     end
   end
   if n <= 1 or concurrency == 1 then

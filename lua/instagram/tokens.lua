@@ -2,6 +2,7 @@
 local core = require "instagram.core"
 local errors = require "instagram.errors"
 local json = require "instagram.json"
+local singleflight = require "instagram.singleflight"
 
 local DAY = 86400
 local REFRESH_MIN_AGE = DAY -- Instagram refuses to refresh a token younger than 24 h
@@ -52,7 +53,8 @@ return function(Client, h)
       { code = 190, subcode = 463, type = "OAuthException", token_invalid = true }, { token.access_token })
   end
 
-  -- Single-flight across nginx workers: the first caller refreshes, the others wait for its result.
+  -- Single-flight across nginx workers: the first caller refreshes, the others wait for its result
+  -- (or its failure), for as long as its refresh can take with this client's timeout and retries.
   local function shared_refresh(self, token, dict_name)
     local ngx = rawget(_G, "ngx")
     local dict = type(ngx) == "table" and ngx.shared and ngx.shared[dict_name]
@@ -60,22 +62,9 @@ return function(Client, h)
       h.raise("ig:refresh_if_needed", "opts.shared_dict '" .. tostring(dict_name) .. "' is not a lua_shared_dict")
     end
     local key = "instagram:refresh:" .. core.hmac_sha256_hex("refresh", token.access_token)
-    local result_key = key .. ":result"
-    local cached = dict:get(result_key)
-    if cached then return json.decode(cached) end
-    if dict:add(key, true, 30) then
-      local new, err = self:refresh_token(token)
-      if new then dict:set(result_key, json.encode(new), 60) end
-      dict:delete(key)
-      return new, err
-    end
-    for _ = 1, 300 do
-      ngx.sleep(0.1)
-      cached = dict:get(result_key)
-      if cached then return json.decode(cached) end
-      if not dict:get(key) then break end
-    end
-    return self:refresh_token(token)
+    return singleflight.run(singleflight.shared_dict(dict), key, {
+      ttl = self:_longest_send(), result_ttl = 60, failure_ttl = 5, what = "a refresh of this token",
+    }, function() return self:refresh_token(token) end)
   end
 
   function Client:refresh_if_needed(token, opts)

@@ -4,11 +4,20 @@
 -- (status: for kind "response" when the status line had arrived, e.g. a body over the size cap)
 --   t:close()
 -- req = {method, url, headers, body, timeout, connect_timeout}; res = {status, headers, body}.
+-- With no choice (the default) each request picks its transport from the nginx phase it runs in:
+-- cosockets where nginx allows them, libcurl elsewhere (outside nginx, init_by_lua, log_by_lua...).
 local M = {}
 
+-- nginx phases (ngx.get_phase()) where cosockets and ngx.sleep may be used: lua-nginx-module's
+-- "yieldable" contexts, plus stream-lua's preread
 local COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
+}
+-- and where they may not; any other phase (a newer module's) is probed with ngx.socket.tcp()
+local BLOCKING_PHASES = {
+  init = true, init_worker = true, set = true, header_filter = true, body_filter = true, log = true,
+  balancer = true, ssl_session_store = true, exit_worker = true,
 }
 
 -- true inside an nginx phase where cosockets (and ngx.sleep) may be used
@@ -16,10 +25,25 @@ local function in_cosocket_phase()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
   local ok, phase = pcall(ngx.get_phase)
-  return ok and COSOCKET_PHASES[phase] or false
+  if not ok then return false end
+  if COSOCKET_PHASES[phase] then return true end
+  if BLOCKING_PHASES[phase] then return false end
+  local tcp = type(ngx.socket) == "table" and ngx.socket.tcp
+  if type(tcp) ~= "function" then return false end
+  local made, sock = pcall(tcp)
+  return made and sock ~= nil
 end
 
 M.in_cosocket_phase = in_cosocket_phase
+
+-- sleep(seconds): ngx.sleep where nginx allows it (it yields to the event loop), else the C core's
+-- blocking sleep (outside nginx, and in nginx phases without ngx.sleep: log, header_filter, ...)
+function M.sleep(seconds)
+  if in_cosocket_phase() then
+    return rawget(_G, "ngx").sleep(seconds)
+  end
+  return require("instagram.core").sleep(seconds)
+end
 
 -- libcurl, one session made on first use
 local Curl = {}
@@ -70,7 +94,8 @@ function Func:request(req)
   end
   local body = res.body or ""
   if #body > self.opts.max_response_bytes then
-    return nil, "response", "response body larger than " .. self.opts.max_response_bytes .. " bytes"
+    return nil, "response", "response body larger than " .. self.opts.max_response_bytes .. " bytes",
+      math.floor(res.status)
   end
   local headers = {}
   if type(res.headers) == "table" then
@@ -84,26 +109,59 @@ end
 function Func:request_many(reqs)
   local out = {}
   for i, req in ipairs(reqs) do
-    local res, kind, msg = self:request(req)
-    out[i] = res or { error = kind, message = msg }
+    local res, kind, msg, status = self:request(req)
+    out[i] = res or { error = kind, message = msg, status = status }
   end
   return out
 end
 
 function Func.close() end
 
+-- transport = nil: the choice is made per request, from the phase it runs in. Both transports are
+-- made on first need; the libcurl session only when a phase without cosockets makes a request.
+local Auto = {}
+Auto.__index = Auto
+
+function Auto:pick()
+  if in_cosocket_phase() then
+    if not self.ngx then self.ngx = require("instagram.ngx").new(self.opts) end
+    return self.ngx
+  end
+  if not self.curl then self.curl = setmetatable({ opts = self.opts }, Curl) end
+  return self.curl
+end
+
+function Auto:request(req)
+  return self:pick():request(req)
+end
+
+function Auto:request_many(reqs, concurrency)
+  return self:pick():request_many(reqs, concurrency)
+end
+
+function Auto:close()
+  if self.curl then self.curl:close() end
+  if self.ngx then self.ngx:close() end
+end
+
 -- new(kind_or_fn, opts): opts = {allow_http, ca_file, user_agent, timeout, connect_timeout, max_response_bytes}
 function M.new(choice, opts)
   if type(choice) == "function" then
     return setmetatable({ fn = choice, opts = opts }, Func)
   end
-  if choice == nil then
-    choice = in_cosocket_phase() and "ngx" or "curl"
-  end
   if choice == "ngx" then
     return require("instagram.ngx").new(opts)
   end
-  return setmetatable({ opts = opts }, Curl)
+  if choice == "curl" then
+    return setmetatable({ opts = opts }, Curl)
+  end
+  return setmetatable({ opts = opts }, Auto)
+end
+
+-- pick(t) -> the transport that a request made now goes to (t itself unless t chooses per request)
+function M.pick(t)
+  if getmetatable(t) == Auto then return t:pick() end
+  return t
 end
 
 return M

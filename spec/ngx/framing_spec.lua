@@ -2,6 +2,9 @@
 -- (runs in plain Lua; transport_spec.lua runs it inside a real nginx).
 local ngx_transport = require "instagram.ngx"
 
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+local function pack(...) return { n = select("#", ...), ... } end
+
 -- Each script is one connection: {reused = n, pieces = {string | {err = e, advance = s}},
 -- connect_err, ssl_err, ssl_raise, send_err}. receiveany hands out at most n bytes of the
 -- next piece; after the last piece it reports `eof` (default "closed").
@@ -55,12 +58,14 @@ local function mock(scripts)
     function s.close(self) self.closed = true return 1 end
     return s
   end
+  -- light threads run to their end at spawn (nothing here yields); sleep returns at once
   function ngx.thread.spawn(fn)
     local co = coroutine.create(fn)
-    local ok, err = coroutine.resume(co)
-    return { ok = ok, err = err }
+    return pack(coroutine.resume(co))
   end
-  function ngx.thread.wait(th) return th.ok, th.err end
+  function ngx.thread.wait(th) return unpack(th, 1, th.n) end
+  function ngx.thread.kill() return true end
+  function ngx.sleep() end
   rawset(_G, "ngx", ngx)
   return sockets
 end
@@ -186,11 +191,27 @@ describe("ngx transport framing (scripted sockets)", function()
       assert.is_true(s[1].kept)
     end)
 
+    it("accepts what libcurl accepts: bare-LF chunk lines and chunk ends, obs-folded headers", function()
+      local s = mock({ { pieces = {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "5\nhello\n", "6;x=y\n world\r\n", "0\nX-Trailer: t\n\n",
+      } } })
+      local res = assert(transport():request(get("https://h/")))
+      assert.equal("hello world", res.body)
+      assert.is_true(s[1].kept)
+      -- RFC 9112 §5.2: each obs-fold becomes one space
+      mock({ { pieces = { "HTTP/1.1 200 OK\r\nX-Long: first\r\n  second\r\n\tthird\r\n",
+        "X-B: b\r\nContent-Length: 2\r\n\r\nok" } } })
+      res = assert(transport():request(get("https://h/")))
+      assert.equal("first second third", res.headers["x-long"])
+      assert.equal("b", res.headers["x-b"])
+      assert.equal("ok", res.body)
+    end)
+
     for name, body in pairs({
       ["a non-hex size"] = "zz\r\nhello\r\n0\r\n\r\n",
       ["trailing junk after the size"] = "5x\r\nhello\r\n0\r\n\r\n",
       ["a negative size"] = "-5\r\nhello\r\n0\r\n\r\n",
-      ["a size without CR"] = "5\nhello\r\n0\r\n\r\n",
       ["data longer than its size"] = "3\r\nhello\r\n0\r\n\r\n",
       ["a huge size"] = "ffffffffffffffff\r\nhello\r\n",
       ["a space before the size"] = " 5\r\nhello\r\n0\r\n\r\n",
@@ -257,6 +278,48 @@ describe("ngx transport framing (scripted sockets)", function()
       assert.equal(1000, #assert(transport():request(get("https://h/"))).body)
     end)
 
+    it("keeps the HTTP status with a body over the cap, as libcurl does (request and request_many)", function()
+      local big = string.rep("a", 600)
+      for _, response in ipairs({
+        "HTTP/1.1 201 Created\r\nContent-Length: 1001\r\n\r\n",
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n" .. big .. "\r\n258\r\n",
+        "HTTP/1.1 201 Created\r\n\r\n" .. big .. big,
+      }) do
+        mock({ { pieces = { response } } })
+        local res, kind, msg, status = transport():request(get("https://h/"))
+        assert.is_nil(res)
+        assert.equal("response", kind)
+        assert.equal("response body larger than 1000 bytes", msg)
+        assert.equal(201, status)
+        mock({ { pieces = { response } } })
+        local out = transport():request_many({ get("https://h/") })
+        assert.same({ error = "response", message = "response body larger than 1000 bytes", status = 201 }, out[1])
+      end
+      -- a cut connection or a bad head has no status
+      mock({ { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel" } } })
+      assert.is_nil(select(4, transport():request(get("https://h/"))))
+      mock({ { pieces = { "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n" } } })
+      assert.is_nil(select(4, transport():request(get("https://h/"))))
+    end)
+
+    it("reads a long header line dripped in small pieces in linear memory", function()
+      local pieces = { "HTTP/1.1 200 OK\r\nX-Long: " }
+      local n = 200 * 1024 / 64
+      for i = 1, n do pieces[#pieces + 1] = string.rep(string.char(97 + i % 26), 64) end
+      pieces[#pieces + 1] = "\r\nContent-Length: 2\r\n\r\nok"
+      mock({ { pieces = pieces } })
+      local t = transport()
+      collectgarbage("collect")
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local res = t:request(get("https://h/"))
+      local grew = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.equal(200 * 1024, #assert(res).headers["x-long"])
+      -- re-copying the pending line on every read allocates n * n * 32 bytes (about 400 MiB)
+      assert.is_true(grew < 8 * 1024, string.format("the Lua heap grew by %.0f KiB", grew))
+    end)
+
     it("reads until close without a length, and closes that connection", function()
       local s = mock({ { pieces = { "HTTP/1.1 200 OK\r\n\r\nhel", "lo" } } })
       assert.equal("hello", assert(transport():request(get("https://h/"))).body)
@@ -311,6 +374,34 @@ describe("ngx transport framing (scripted sockets)", function()
       s = mock({ { reused = 1, pieces = { { err = "connection reset by peer" } } }, { pieces = { OK } } })
       assert(transport():request(get("https://h/")))
       assert.equal(2, #s)
+    end)
+
+    it("sends a POST on a connection from a pool nothing is kept in, closes it, never re-sends it", function()
+      local s = mock({ { pieces = { OK } } })
+      local t = transport()
+      assert(t:request({ method = "POST", url = "https://h.example/oauth/access_token", body = "code=1" }))
+      assert.equal("instagram|https|h.example|443|verify:lua_ssl_trusted_certificate|fresh", s[1].pool)
+      assert.is_nil(s[1].kept)
+      assert.is_true(s[1].closed)
+      -- a POST whose connection dies before any reply byte, or whose send fails: one try, kind network
+      for _, script in ipairs({ { reused = 2, pieces = {} },
+                                { reused = 2, pieces = { { err = "connection reset by peer" } } },
+                                { reused = 2, send_err = "broken pipe" }, { pieces = {} } }) do
+        s = mock({ script, { pieces = { OK } }, { pieces = { OK } } })
+        local res, kind = t:request({ method = "POST", url = "https://h.example/oauth/access_token", body = "code=1" })
+        assert.is_nil(res)
+        assert.equal("network", kind)
+        assert.equal(1, #s, "the POST was sent again")
+      end
+      s = mock({ { reused = 1, pieces = {} }, { pieces = { OK } }, { pieces = { OK } } })
+      local out = t:request_many({ { method = "POST", url = "https://h.example/x", body = "b" } })
+      assert.equal("network", out[1].error)
+      assert.equal(1, #s)
+      -- GETs keep the pool and the retry
+      s = mock({ { reused = 1, pieces = {} }, { pieces = { OK } } })
+      assert(t:request(get("https://h.example/")))
+      assert.equal(2, #s)
+      assert.equal("instagram|https|h.example|443|verify:lua_ssl_trusted_certificate", s[1].pool)
     end)
 
     it("does not retry a fresh connection that closes without a response (kind network)", function()
@@ -378,6 +469,17 @@ describe("ngx transport framing (scripted sockets)", function()
       assert.equal("network", out[2].error)
       assert.is_string(out[2].message)
       assert.equal(404, out[3].status)
+    end)
+
+    it("new raises on a user_agent with CR, LF or NUL, as the C core does", function()
+      for _, ua in ipairs({ "a\r\nX-Injected: 1", "a\nb", "a\0b" }) do
+        assert.has_error(function() ngx_transport.new({ user_agent = ua }) end,
+          "instagram.ngx.new: user_agent contains CR, LF or NUL")
+      end
+      assert.has_error(function() ngx_transport.new({ user_agent = 5 }) end,
+        "instagram.ngx.new: user_agent must be a string")
+      assert.has_error(function() ngx_transport.new("x") end, "instagram.ngx.new: opts must be a table")
+      ngx_transport.new({ user_agent = "fine/1.0" })
     end)
 
     it("close is idempotent", function()

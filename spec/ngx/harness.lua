@@ -149,7 +149,7 @@ end
 
 -- ig:batch through request_many (light threads)
 function H.batch(args)
-  local ig = client({ retries = 0 })
+  local ig = client({ retries = 0, max_response_bytes = tonumber(args.max) })
   local calls = {}
   for i = 1, tonumber(args.n) or 4 do calls[i] = { "me", args.token } end
   local results = ig:batch(calls, { concurrency = tonumber(args.concurrency) or 8 })
@@ -180,13 +180,134 @@ function H.refresh(args)
   return { results = out, previous_expires_at = token.expires_at }
 end
 
-function M.run(name)
+-- for other harness modules (spec/ngx/singleflight_harness.lua)
+M.client, M.err_table = client, err_table
+
+---------------------------------------------------------------------------
+-- clients made outside a request (spec/ngx/phases_spec.lua, post_once_spec.lua): one at module
+-- level in init_by_lua, one per worker in init_worker_by_lua; and a count of libcurl sessions
+
+local shared_clients = {}
+local sessions = 0
+
+-- init_by_lua: wraps core.session to count the libcurl sessions made (it still makes them)
+function M.count_sessions()
+  local core = require "instagram.core"
+  local real = core.session
+  core.session = function(...)
+    sessions = sessions + 1
+    return real(...)
+  end
+end
+
+function M.make_client(which, extra)
+  shared_clients[which] = client(extra)
+end
+
+local function pick_client(args)
+  local which = args.which or "local"
+  if which == "local" then return client({ retries = tonumber(args.retries) or 0 }) end
+  return assert(shared_clients[which], "no client " .. which)
+end
+
+-- one call on the chosen client in the current phase; reports the transport it used
+local function use(args)
+  local ngx_transport = require "instagram.ngx"
+  local ig = pick_client(args)
+  local value, err
+  if args.call == "user" then
+    value, err = ig:user(args.token, args.id)
+  elseif args.call == "exchange_code" then
+    value, err = ig:exchange_code(args.code)
+  elseif args.call == "sleep" then
+    ig:_sleep(tonumber(args.seconds) or 0.01)
+    value = { slept = true }
+  else
+    value, err = ig:me(args.token)
+  end
+  return {
+    phase = ngx.get_phase(),
+    is_ngx = getmetatable(ig:_transport()) == ngx_transport.Transport,
+    sessions = sessions,
+    value = value, err = err_table(err),
+  }
+end
+H.use = use
+
+function H.sessions()
+  return { sessions = sessions }
+end
+
+-- ngx.timer.at: runs use() in the timer phase and stores its answer in lua_shared_dict results
+function H.timer(args)
+  local key = "timer:" .. tostring(args.key)
+  local ok, terr = ngx.timer.at(0, function()
+    local done, out = pcall(use, args)
+    ngx.shared.results:set(key, cjson.encode(done and out or { raised = tostring(out) }))
+  end)
+  return { scheduled = ok, err = terr }
+end
+
+-- log_by_lua: the same into lua_shared_dict results (read back with /t/result?key=...)
+function M.log_phase()
+  local args = ngx.req.get_uri_args()
+  local done, out = pcall(use, args)
+  ngx.shared.results:set("log:" .. tostring(args.key), cjson.encode(done and out or { raised = tostring(out) }))
+end
+
+function H.result(args)
+  local text = ngx.shared.results:get(args.key)
+  return { ready = text ~= nil, out = text and cjson.decode(text) or nil }
+end
+
+-- a pooled connection to the token host first (a GET), then the code-exchange POST, alone or in
+-- ig:batch; `warm = 0` skips the GET
+function H.exchange(args)
+  local ig = client({ retries = 0, timeout = 3 })
+  local warm
+  if args.warm ~= "0" then
+    local w, werr = ig:user(args.token, args.id)
+    warm = { ok = w ~= nil, err = err_table(werr) }
+  end
+  local value, err
+  if args.batch == "1" then
+    local results = ig:batch({ { "exchange_code", args.code }, { "user", args.token, args.id } })
+    value, err = results[1].value, results[1].err
+    return { warm = warm, value = value, err = err_table(err), other_ok = results[2].ok }
+  end
+  value, err = ig:exchange_code(args.code)
+  return { warm = warm, value = value, err = err_table(err) }
+end
+
+-- a GET after a warm-up GET on the same host, alone or in ig:batch
+function H.get_warm(args)
+  local ig = client({ retries = 0, timeout = 3 })
+  local w = ig:user(args.token, args.id)
+  local value, err
+  if args.batch == "1" then
+    local results = ig:batch({ { "me", args.token } })
+    value, err = results[1].value, results[1].err
+  else
+    value, err = ig:me(args.token)
+  end
+  return { warm = w ~= nil, value = value, err = err_table(err) }
+end
+
+-- the ngx transport against a host name that nginx's resolver cannot answer for
+function H.dns(args)
+  local t = transport({ timeout = tonumber(args.timeout) or 1, connect_timeout = tonumber(args.connect_timeout) })
+  local res, kind, msg = t:request({ method = "GET", url = "https://" .. args.host .. "/me?access_token=SECRET" })
+  return res_table(res, kind, msg)
+end
+
+function M.run(name, exit)
   local handler = H[name]
   if not handler then return ngx.exit(404) end
   local ok, result = pcall(handler, ngx.req.get_uri_args())
   if not ok then result = { raised = tostring(result) } end
   ngx.header["Content-Type"] = "application/json"
   ngx.say(cjson.encode(result))
+  if exit then return ngx.exit(ngx.HTTP_OK) end
 end
 
 return M

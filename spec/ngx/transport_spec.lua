@@ -133,9 +133,18 @@ describe("ngx transport inside nginx #nginx", function()
     local out = get("me", { token = token, max = 10000 })
     assert.equal("response", out.err.kind)
     assert.matches("larger than 10000 bytes", out.err.message)
+    assert.equal(200, out.err.status)
     f:fault("/me", { mode = "oversize", bytes = 200000, length = false, times = 1 })
     out = get("me", { token = token, max = 10000 })
     assert.equal("response", out.err.kind)
+    assert.equal(200, out.err.status)
+    -- and in ig:batch (request_many), as with libcurl
+    f:fault("/me", { mode = "oversize", bytes = 200000, times = 2 })
+    out = get("batch", { token = token, n = 2, max = 10000 })
+    for i = 1, 2 do
+      assert.equal("response", out.results[i].err.kind)
+      assert.equal(200, out.results[i].err.status)
+    end
   end)
 
   it("gives kind response for broken chunked framing", function()

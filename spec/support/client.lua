@@ -23,4 +23,11 @@ function M.new(fake, ...)
   return instagram.new(M.config(fake, ...))
 end
 
+-- the same with the fake's instagram_login app (the business endpoints)
+function M.login(fake, ...)
+  local app = fake.apps.instagram_login
+  return M.new(fake, { app_id = app.client_id, app_secret = app.secret, redirect_uri = app.redirect_uri,
+    api = "instagram_login" }, ...)
+end
+
 return M

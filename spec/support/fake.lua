@@ -189,11 +189,19 @@ function Fake:issue_token(user_key, opts)
     return self:_call("POST", "issue_token", body).access_token
 end
 
+--- Counts from the publishing endpoints: {published = n, quota_used = n}.
+function Fake:business() return self:_call("GET", "business") end
+
 --- The server's record of a token ({user_key, api, kind, issued_at, expires_at, ...}) or nil.
 function Fake:token_info(token)
     local rec = self:_call("POST", "token", { access_token = token }).record
     if rec == cjson.null then return nil end
     return rec
+end
+
+--- Signs and POSTs a webhook delivery to spec.url (see spec/support/README.md, "Webhooks").
+function Fake:send_webhook(spec)
+    return self:_call("POST", "webhook", spec)
 end
 
 --- Stops nginx and removes the prefix; safe to call twice.

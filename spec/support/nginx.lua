@@ -165,7 +165,7 @@ local function launch(self, template, vars, env, opts, names)
     local startup = self.prefix .. "/logs/startup.log"
     local started = run(string.format(M.CLEAN_ENV .. "%s %s -p %s -c %s -e %s -g %s >%s 2>&1",
         table.concat(envs, " "), opts.nginx or os.getenv("NGINX") or "nginx", q(self.prefix), q(conf_path),
-        q(self.error_log), q("daemon on; master_process off;"), q(startup)))
+        q(self.error_log), q(opts.master and "daemon on;" or "daemon on; master_process off;"), q(startup)))
     self.pid = tonumber(read_file(self.prefix .. "/nginx.pid") or "")
     if not (started and self.pid) then
         return nil, tail(read_file(startup), 10) .. "\n" .. tail(read_file(self.error_log), 10)
@@ -192,6 +192,7 @@ end
 --   ports   names of the ports to probe ({"http"}); server.ports[name] = number
 --   nginx   the binary ($NGINX or "nginx")
 --   ready   function(server) -> true once it answers (default: a TCP connect to PORT)
+--   master  run a master process and the config's worker_processes (default: one process)
 -- A failed start (a port taken between probing and binding) is retried twice on fresh
 -- ports. A watchdog kills nginx and removes the prefix when this Lua process exits.
 function M.launch(template, vars, env, opts)

@@ -112,6 +112,13 @@ if kind == "nil" and not (msg:find("signature") or msg:find("HMAC")) then
   fail("verify_signed_request bad", "message %q", msg)
 end
 
+-- webhook_verify: two secrets, the second one signed
+local WH_BODY = '{"object":"instagram","entry":[{"id":"1","time":1,"changes":[]}]}'
+local WH_SIG = "sha256=" .. core.hmac_sha256_hex(SECRET, WH_BODY)
+local WH_BAD = WH_SIG:sub(1, -2) .. (WH_SIG:sub(-1) == "0" and "1" or "0")
+check("webhook_verify good", 2, true, core.webhook_verify, WH_BODY, WH_SIG, { "other", SECRET })
+check("webhook_verify bad", nil, true, core.webhook_verify, WH_BODY, WH_BAD, { SECRET })
+
 -- ---------- sessions ----------
 
 local OPTS = { allow_http = true, user_agent = "lua-instagram-torture", ca_file = "/nonexistent/ca.pem",

@@ -1,10 +1,12 @@
 -- content_by_lua_file entry of every listener except the control plane:
 -- logs the request, picks the handler, applies any fault, answers.
+local cdn = require "cdn"
 local faults = require "faults"
 local graph = require "graph"
 local oauth = require "oauth"
 local state = require "state"
 local tokens = require "tokens"
+local webhooks = require "webhooks"
 
 local function read_body()
     ngx.req.read_body()
@@ -55,6 +57,10 @@ local function handler(req)
         return function() return graph.with_usage(tokens.exchange(req.args), nil) end
     elseif req.graph_path == "/refresh_access_token" then
         return function() return graph.with_usage(tokens.refresh(req.args), nil) end
+    elseif req.graph_path:match("^/[^/]+/subscribed_apps$") then
+        return function() return webhooks.subscribed_apps(req) end
+    elseif req.uri:sub(1, 5) == "/cdn/" then
+        return function() return cdn.handle(req) end
     end
     return function() return graph.handle(req) end
 end

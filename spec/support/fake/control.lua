@@ -102,8 +102,16 @@ function actions.issue_token(body)
     return { access_token = token, record = rec }
 end
 
+-- signs and POSTs a webhook delivery (spec/support/fake/webhooks.lua)
+function actions.webhook(body) return require("webhooks").send(body) end
+
 function actions.token(body)
     return { record = state.get_token(body.access_token or "") or cjson.null }
+end
+
+-- counts from the business endpoints (publishing): {published, quota_used}
+function actions.business()
+    return require("business").stats()
 end
 
 local action = ngx.var.uri:match("^/__fake/([%w_]+)$")

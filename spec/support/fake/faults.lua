@@ -97,6 +97,12 @@ function MODES.close()
     return ngx.exit(444)
 end
 
+-- the handler runs (a publish or a reply takes effect), then the connection closes without a byte
+function MODES.drop_after(_, make)
+    make()
+    return ngx.exit(444)
+end
+
 function MODES.stall(spec, make, req)
     ngx.sleep(spec.seconds or 60)
     M.send(with_headers(make(), spec.headers), req.method)

@@ -1,6 +1,8 @@
 -- Graph API reads (INSTAGRAM.md §5): /me, /{user-id}, /{user-id}/media,
 -- /{media-id}, /{media-id}/children, with fields, field expansion, cursor
 -- paging and usage headers.
+local business = require "business"
+local cdn = require "cdn"
 local fixtures = require "fixtures"
 local resp = require "resp"
 local state = require "state"
@@ -78,8 +80,8 @@ end
 local render_media
 
 -- One page of `list`; `req` given for top-level edges (absolute next/previous
--- links), nil for field expansion.
-local function page(list, fields, api, args, req)
+-- links), nil for field expansion; `render` (default: media) renders one item.
+local function page(list, fields, api, args, req, render)
     local limit = math.floor(tonumber(util.single(args, "limit") or "") or DEFAULT_LIMIT)
     if limit < 1 then limit = DEFAULT_LIMIT end
     local after, before = util.single(args, "after"), util.single(args, "before")
@@ -96,7 +98,7 @@ local function page(list, fields, api, args, req)
     end
     local last = math.min(#list, first + limit - 1)
     local data = util.array()
-    for i = first, last do data[#data + 1] = render_media(list[i], fields, api) end
+    for i = first, last do data[#data + 1] = (render or render_media)(list[i], fields, api) end
 
     local out = util.object()
     util.put(out, "data", data)
@@ -132,6 +134,8 @@ function render_media(m, fields, api)
             if m.children then
                 util.put(out, "children", page(m.children, f.sub, api, {}))
             end
+        elseif f.name == "media_url" or f.name == "thumbnail_url" then
+            util.put(out, f.name, cdn.sign(m[f.name]))
         else
             util.put(out, f.name, m[f.name])
         end
@@ -171,6 +175,10 @@ local function route(req, rec)
     local segs = {}
     for s in req.graph_path:gmatch("[^/]+") do segs[#segs + 1] = s end
     local id, edge = segs[1], segs[2]
+    if id and #segs <= 2 then
+        local answer = business.route(M, req, rec, user, segs, function(mid) return find_media(media, mid) end)
+        if answer then return answer end
+    end
     if not id or #segs > 2 or (req.method ~= "GET" and req.method ~= "HEAD") then
         return resp.unsupported(req.method, id or "")
     end
@@ -244,10 +252,18 @@ function M.bearer(headers)
     return h:match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)%s*$")
 end
 
-function M.handle(req)
+M.page, M.parse_fields = page, parse_fields
+
+-- The request's token: the access_token query parameter, then a form body's, then Bearer.
+function M.token_of(req)
     local token = util.single(req.args, "access_token")
+    if token == nil and req.form then token = util.single(req.form, "access_token") end
     if token == nil then token = M.bearer(req.headers) end
-    local rec, err = tokens.check(token or nil)
+    return token
+end
+
+function M.handle(req)
+    local rec, err = tokens.check(M.token_of(req) or nil)
     if not rec then return M.with_usage(err, nil) end
     return M.with_usage(route(req, rec), rec)
 end

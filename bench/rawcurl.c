@@ -1,0 +1,108 @@
+/* The ceiling of `make bench`: a raw libcurl loop, one easy handle reused for every transfer
+ * (keep-alive, TLS session kept by the handle), the URL set once, the body collected and
+ * dropped. No URL building, no JSON: what any libcurl client pays at least.
+ *
+ *   rawcurl URL time SECONDS [CA_FILE]   calls for SECONDS after 20 warm-up calls, then prints
+ *                                        "RESULT {"calls":N,"seconds":S}"
+ *   rawcurl URL count N [CA_FILE]        exactly N calls (for callgrind: run N and 2N)
+ * Exits non-zero on any failed transfer or a status other than 200. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+struct body {
+    char *data;
+    size_t len, cap;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct body *b = (struct body *)userdata;
+    size_t n = size * nmemb;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        char *p;
+        while (cap < b->len + n) cap *= 2;
+        p = (char *)realloc(b->data, cap);
+        if (p == NULL) return 0;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    return n;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int call(CURL *h, struct body *b)
+{
+    long status = 0;
+    CURLcode rc;
+    b->len = 0;
+    rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "rawcurl: %s\n", curl_easy_strerror(rc));
+        return -1;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200 || b->len == 0) {
+        fprintf(stderr, "rawcurl: HTTP %ld, %lu bytes\n", status, (unsigned long)b->len);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    CURL *h;
+    struct body b = {NULL, 0, 0};
+    long i, calls = 0;
+    double t0, elapsed = 0, seconds;
+    int timed;
+
+    if (argc < 4 || (strcmp(argv[2], "time") != 0 && strcmp(argv[2], "count") != 0)) {
+        fprintf(stderr, "usage: rawcurl URL time SECONDS|count N [CA_FILE]\n");
+        return 2;
+    }
+    timed = strcmp(argv[2], "time") == 0;
+    seconds = atof(argv[3]);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
+    h = curl_easy_init();
+    if (h == NULL) return 1;
+    curl_easy_setopt(h, CURLOPT_URL, argv[1]);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "rawcurl");
+    if (argc > 4) curl_easy_setopt(h, CURLOPT_CAINFO, argv[4]);
+
+    if (!timed) {
+        for (i = 0; i < (long)seconds; i++)
+            if (call(h, &b) != 0) return 1;
+    } else {
+        for (i = 0; i < 20; i++)
+            if (call(h, &b) != 0) return 1;
+        t0 = now();
+        while (elapsed < seconds) {
+            for (i = 0; i < 16; i++)
+                if (call(h, &b) != 0) return 1;
+            calls += 16;
+            elapsed = now() - t0;
+        }
+        printf("RESULT {\"calls\":%ld,\"seconds\":%.6f}\n", calls, elapsed);
+    }
+    curl_easy_cleanup(h);
+    free(b.data);
+    curl_global_cleanup();
+    return 0;
+}

@@ -1,0 +1,38 @@
+"""make bench: the Python contender, requests.Session (kept-alive connections) + .json().
+
+Run with Debian's /usr/bin/python3 and python3-requests:
+    requests_bench.py BASE SECONDS TOKEN USER_ID [CA]  -> RESULT {"calls": N, "seconds": S}
+"""
+import json
+import sys
+import time
+
+import requests
+
+
+def main():
+    base, seconds, token, user_id = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+    verify = sys.argv[5] if len(sys.argv) > 5 else True
+    session = requests.Session()
+    url = base + "/me"
+
+    def me():
+        r = session.get(url, params={"fields": "id,username", "access_token": token},
+                        verify=verify, timeout=10, allow_redirects=False)
+        r.raise_for_status()
+        user = r.json()
+        if user["id"] != user_id:
+            raise RuntimeError("wrong id")
+
+    for _ in range(20):
+        me()
+    calls, t0, elapsed = 0, time.perf_counter(), 0.0
+    while elapsed < seconds:
+        for _ in range(16):
+            me()
+        calls += 16
+        elapsed = time.perf_counter() - t0
+    print("RESULT " + json.dumps({"calls": calls, "seconds": elapsed}), flush=True)
+
+
+main()

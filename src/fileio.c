@@ -1,0 +1,246 @@
+/* The file store's few system calls that plain Lua lacks: a private directory
+ * (0700), its listing, crash-safe writes (a 0600 temp file, fsync, rename,
+ * fsync of the directory) and flock locks that the kernel drops when their
+ * holder dies. Failures return nil, message; misuse raises. */
+#define _DEFAULT_SOURCE /* flock(2) is BSD, outside _POSIX_C_SOURCE */
+#include "ig.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FLOCK_MT "instagram.flock"
+#define DIR_MT "instagram.dir"
+
+typedef struct {
+    int fd;
+} flock_handle;
+
+static int fail(lua_State *L, const char *what)
+{
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, strerror(e));
+    return 2;
+}
+
+/* fs_mkdir(path) -> true: creates the directory 0700 unless it exists as a directory */
+static int l_fs_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) return fail(L, "mkdir");
+    if (stat(path, &st) != 0) return fail(L, "stat");
+    if (!S_ISDIR(st.st_mode)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "not a directory");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs_mode(path) -> permission bits (st_mode & 07777) */
+static int l_fs_mode(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) return fail(L, "stat");
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    return 1;
+}
+
+/* The open directory lives in a userdata whose __gc closes it, so a memory error raised while the
+ * names are pushed leaks nothing. */
+typedef struct {
+    DIR *dir;
+} dir_handle;
+
+static int l_dir_gc(lua_State *L)
+{
+    dir_handle *h = (dir_handle *)luaL_checkudata(L, 1, DIR_MT);
+    if (h->dir != NULL) {
+        closedir(h->dir);
+        h->dir = NULL;
+    }
+    return 0;
+}
+
+/* fs_list(dir) -> array of entry names, without . and .. */
+static int l_fs_list(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    dir_handle *h = (dir_handle *)lua_newuserdata(L, sizeof *h);
+    struct dirent *ent;
+    int n = 0;
+    h->dir = NULL;
+    luaL_getmetatable(L, DIR_MT);
+    lua_setmetatable(L, -2);
+    lua_newtable(L);
+    h->dir = opendir(path);
+    if (h->dir == NULL) return fail(L, "opendir");
+    errno = 0;
+    while ((ent = readdir(h->dir)) != NULL) {
+        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) {
+            lua_pushstring(L, ent->d_name);
+            lua_rawseti(L, -2, ++n);
+        }
+        errno = 0;
+    }
+    if (errno != 0) {
+        int e = errno;
+        closedir(h->dir);
+        h->dir = NULL;
+        errno = e;
+        return fail(L, "readdir");
+    }
+    closedir(h->dir);
+    h->dir = NULL;
+    return 1;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* fs_write_temp(dir, data) -> path of a new 0600 file in dir holding data, synced to disk */
+static int l_fs_write_temp(lua_State *L)
+{
+    size_t dlen, len;
+    const char *dir = luaL_checklstring(L, 1, &dlen);
+    const char *data = luaL_checklstring(L, 2, &len);
+    static const char tail[] = "/.tmp-XXXXXX";
+    char *tmpl = (char *)lua_newuserdata(L, dlen + sizeof tail);  /* freed by the GC, even on error */
+    int fd;
+    memcpy(tmpl, dir, dlen);
+    memcpy(tmpl + dlen, tail, sizeof tail);  /* with the NUL */
+    fd = mkstemp(tmpl);  /* O_EXCL, mode 0600 */
+    if (fd < 0) return fail(L, "mkstemp");
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmpl);
+        errno = e;
+        return fail(L, "write");
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmpl);
+        errno = e;
+        return fail(L, "close");
+    }
+    lua_pushstring(L, tmpl);
+    return 1;
+}
+
+/* fs_commit(tmp, path, dir) -> true: renames tmp over path, then syncs dir so the rename lasts */
+static int l_fs_commit(lua_State *L)
+{
+    const char *tmp = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    const char *dir = luaL_checkstring(L, 3);
+    int fd;
+    if (rename(tmp, path) != 0) return fail(L, "rename");
+    fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(L, "open directory");
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return fail(L, "fsync directory");
+    }
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs_lock(path, wait) -> lock handle, or false when another holder has it and wait is false */
+static int l_fs_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int wait = lua_toboolean(L, 2);
+    flock_handle *h = (flock_handle *)lua_newuserdata(L, sizeof *h);
+    int rc;
+    h->fd = -1;
+    luaL_getmetatable(L, FLOCK_MT);
+    lua_setmetatable(L, -2);
+    h->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (h->fd < 0) return fail(L, "open lock file");
+    do {
+        rc = flock(h->fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int e = errno;
+        close(h->fd);
+        h->fd = -1;
+        if (e == EWOULDBLOCK) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        errno = e;
+        return fail(L, "flock");
+    }
+    return 1;
+}
+
+/* lock:unlock() -> true the first time, false after; also __gc and __close */
+static int l_flock_unlock(lua_State *L)
+{
+    flock_handle *h = (flock_handle *)luaL_checkudata(L, 1, FLOCK_MT);
+    if (h->fd < 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    close(h->fd);  /* closing the only descriptor drops the lock */
+    h->fd = -1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void ig_open_fileio(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"fs_mkdir", l_fs_mkdir},
+        {"fs_mode", l_fs_mode},
+        {"fs_list", l_fs_list},
+        {"fs_write_temp", l_fs_write_temp},
+        {"fs_commit", l_fs_commit},
+        {"fs_lock", l_fs_lock},
+        {NULL, NULL}
+    };
+    static const luaL_Reg methods[] = {
+        {"unlock", l_flock_unlock},
+        {NULL, NULL}
+    };
+    if (luaL_newmetatable(L, DIR_MT)) {
+        lua_pushcfunction(L, l_dir_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, FLOCK_MT)) {
+        lua_newtable(L);
+        ig_setfuncs(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_flock_unlock);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_flock_unlock);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    ig_setfuncs(L, funcs);
+}
