@@ -65,6 +65,7 @@ build = {
     ["instagram.keeper"] = "lua/instagram/keeper.lua",
     ["instagram.feed"] = "lua/instagram/feed.lua",
     ["instagram.resty.feed"] = "lua/instagram/resty/feed.lua",
+    ["instagram.download"] = "lua/instagram/download.lua",
     ["instagram.cli"] = "lua/instagram/cli/init.lua",
     ["instagram.cli.tokenfile"] = "lua/instagram/cli/tokenfile.lua",
     ["instagram.cli.fake"] = "lua/instagram/cli/fake.lua",

@@ -733,6 +733,7 @@ local helpers = {
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
+require("instagram.download")(Client, helpers)
 instagram.publishing = require("instagram.publishing")
 instagram.publishing(Client, helpers)
 require("instagram.comments")(Client, helpers)
