@@ -69,6 +69,7 @@ build = {
     ["instagram.cli"] = "lua/instagram/cli/init.lua",
     ["instagram.cli.tokenfile"] = "lua/instagram/cli/tokenfile.lua",
     ["instagram.cli.fake"] = "lua/instagram/cli/fake.lua",
+    ["instagram.cli.export"] = "lua/instagram/cli/export.lua",
   },
   install = {
     bin = { instagram = "bin/instagram" },

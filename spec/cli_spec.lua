@@ -546,6 +546,131 @@ describe("instagram command against the fake", function()
     end)
   end)
 
+  describe("export", function()
+    local function store_token()
+      local access_token = f:issue_token("jayposiris", { kind = "long", age = 2 * 86400 })
+      local now = os.time()
+      assert(core.write_private(token_file, json.encode({
+        access_token = access_token, user_id = "17841405793187219", username = "jayposiris", api = "basic_display",
+        issued_at = now - 2 * 86400, expires_in = 5184000, expires_at = now - 2 * 86400 + 5184000,
+      })))
+    end
+    local function export(extra)
+      local argv = { "--endpoint", "graph=" .. f.https, "--ca-file", f.ca_file, "--token-file", token_file,
+        "export", dir .. "/backup", "--cdn-host", "127.0.0.1" }
+      for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+      return run(argv, { env = {} })
+    end
+    local function cdn_requests()
+      return #f:log(function(e) return e.path:find("^/cdn/") ~= nil end)
+    end
+    -- every file the items of media.jsonl name, as {name = url}
+    local function expected_files()
+      local want = {}
+      local function add(item)
+        if item.media_type ~= "CAROUSEL_ALBUM" and item.media_url then
+          want[item.id .. (item.media_type == "VIDEO" and ".mp4" or ".jpg")] = item.media_url
+        end
+        if item.thumbnail_url then want[item.id .. ".thumb.jpg"] = item.thumbnail_url end
+        for _, c in ipairs(item.children or {}) do add(c) end
+      end
+      local items = {}
+      for line in assert(Nginx.read_file(dir .. "/backup/media.jsonl")):gmatch("[^\n]+") do
+        local item = assert(json.decode(line))
+        items[#items + 1] = item
+        add(item)
+      end
+      return want, items
+    end
+    local function listing()
+      local p = io.popen("ls -A " .. Nginx.q(dir .. "/backup"))
+      local names = {}
+      for name in p:lines() do names[#names + 1] = name end
+      p:close()
+      table.sort(names)
+      return names
+    end
+
+    it("a small account: media.jsonl and every file, carousel children and video thumbnails; a rerun "
+      .. "downloads nothing", function()
+      store_token()
+      local r = export()
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stderr)
+      local want, items = expected_files()
+      assert.equal(7, #items)
+      assert.equal("CAROUSEL_ALBUM", items[2].media_type)
+      assert.equal(3, #items[2].children)
+      assert.equal("VIDEO", items[3].media_type)
+      local n, kinds = 0, {}
+      for name in pairs(want) do
+        n = n + 1
+        kinds[name:match("%.(%w+)$")] = true
+        assert.matches("^FAKE%-MEDIA ", assert(Nginx.read_file(dir .. "/backup/" .. name), name))
+      end
+      assert.same({ jpg = true, mp4 = true }, kinds)
+      assert.matches("thumb%.jpg", table.concat(listing(), " "))
+      assert.equal(string.format("7 items, %d files: %d downloaded", n, n), r.stdout:match("^[^(]+"):gsub(" $", ""))
+      assert.equal(n, cdn_requests())
+      assert.not_matches(f:log()[1].args.access_token or "nothing", Nginx.read_file(dir .. "/backup/media.jsonl"),
+        1, true)
+
+      f:clear_log()
+      r = export()
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(string.format("7 items, %d files: 0 downloaded (0 bytes), %d already complete, 0 failed\n", n, n),
+        r.stdout)
+      assert.equal(0, cdn_requests())
+    end)
+
+    it("a run cut mid-file leaves no torn file; the rerun fetches only what is missing or wrong", function()
+      store_token()
+      local path = "/cdn/jayposiris/1.jpg"
+      f:fault(path, { mode = "fin_mid_body", times = 1 })
+      local r = export({ "--concurrency", "2" })
+      assert.equal(1, r.code)
+      assert.matches("^instagram: 1 files failed %(first: 17895695668001010%.jpg: network error: .*%); run the "
+        .. "export again to resume$", one_line(r))
+      local names = listing()
+      for _, name in ipairs(names) do assert.not_matches("%.part%-", name) end
+      assert.is_nil(Nginx.read_file(dir .. "/backup/17895695668001010.jpg"))
+      -- what a killed run leaves: a temp file; and a file that lost its tail
+      Cli.write_file(dir .. "/backup/17895695668001040.jpg.part-abcdef", "FAKE")
+      Cli.write_file(dir .. "/backup/17895695668001050.jpg", "FAKE")
+      f:clear_log()
+      r = export()
+      assert.equal(0, r.code, r.stderr)
+      assert.matches(": 2 downloaded %(%d+ bytes%), %d+ already complete, 0 failed", r.stdout)
+      assert.equal(2, cdn_requests())
+      assert.equal(1, #f:log(path))
+      assert.is_nil(Nginx.read_file(dir .. "/backup/17895695668001040.jpg.part-abcdef"))
+      assert.matches("^FAKE%-MEDIA ", Nginx.read_file(dir .. "/backup/17895695668001050.jpg"))
+    end)
+
+    it("an expired CDN link: the item is read again and the fresh link fetched", function()
+      store_token()
+      local path = "/cdn/jayposiris/1.jpg"
+      f:fault(path, { status = 403, body = "URL signature expired", headers = { ["Content-Type"] = "text/plain" },
+        times = 1 })
+      local r = export()
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(2, #f:log(path))
+      local reread = f:log(function(e) return e.path:find("/17895695668001010$") ~= nil end)
+      assert.equal(1, #reread)
+      assert.equal("media_url", reread[1].args.fields)
+      assert.matches("^FAKE%-MEDIA ", Nginx.read_file(dir .. "/backup/17895695668001010.jpg"))
+    end)
+
+    it("a DIR that cannot be made: one line, exit 1, no download", function()
+      store_token()
+      local r = run({ "--endpoint", "graph=" .. f.https, "--ca-file", f.ca_file, "--token-file", token_file,
+        "export", token_file .. "/backup", "--cdn-host", "127.0.0.1" }, { env = {} })
+      assert.equal(1, r.code)
+      assert.equal("instagram: " .. token_file .. " is not a directory", one_line(r))
+      assert.equal(0, cdn_requests())
+    end)
+  end)
+
   describe("verify-signed-request", function()
     local function sign(payload, secret)
       local body = core.base64url_encode(payload)

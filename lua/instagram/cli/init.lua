@@ -222,6 +222,14 @@ function M.parser()
     :convert(positive("--page-size", 100))
   media:mutex(limit, all)
 
+  local export = command("export", "Back up every media item: DIR/media.jsonl and each image and video "
+    .. "(carousel children, video thumbnails) as DIR/<id>.<ext>. A rerun resumes: complete files are skipped.")
+  export:argument("dir", "The backup directory (made, 0700, if missing).")
+  export:option("--concurrency", "Downloads at once, 1 to 16 (default 4)."):convert(positive("--concurrency", 16))
+  export:option("--cdn-host", "A media host to download from (repeatable; default *.cdninstagram.com and "
+    .. "*.fbcdn.net).")
+    :count("*")
+
   local verify = command("verify-signed-request", "Verify a signed_request (deauthorize or data-deletion "
     .. "callback) with the app secret and print its payload.")
   verify:argument("signed_request", "The signed_request parameter; read from stdin when left out "
@@ -511,6 +519,29 @@ function commands.media(ctx)
   end
   if progress then io.stderr:write("\n") end
   if err then fail_err(err) end
+  return EXIT_OK
+end
+
+function commands.export(ctx)
+  local a = ctx.args
+  local t = load_token(ctx)
+  local ig = new_client(ctx, {})
+  local hosts = (a.cdn_host and #a.cdn_host > 0 and a.cdn_host) or (ctx.fake and { "127.0.0.1" }) or nil
+  local summary, msg, err = require("instagram.cli.export").run(ig, t, a.dir, {
+    hosts = hosts, concurrency = a.concurrency or 4, progress = instagram.core.isatty(2), clock = os.time,
+    encode = function(v) return M.encode(M.redact(v, t.access_token)) end,
+    mkdirs = tokenfile.mkdirs,
+  })
+  if not summary then
+    if err then fail(M.exit_code(err), msg .. ": " .. tostring(err):gsub("^instagram: ", "")) end
+    fail(EXIT_API, msg)
+  end
+  out(string.format("%d items, %d files: %d downloaded (%d bytes), %d already complete, %d failed\n",
+    summary.items, summary.files, summary.downloaded, summary.bytes, summary.skipped, summary.failed))
+  if summary.failed > 0 then
+    fail(EXIT_API, string.format("%d files failed (first: %s); run the export again to resume", summary.failed,
+      summary.first_error))
+  end
   return EXIT_OK
 end
 

@@ -68,6 +68,11 @@ local function make_parents(path)
   return true
 end
 
+-- mkdirs(dir) -> true | nil, message: dir and the directories above it, made 0700 where missing.
+function M.mkdirs(dir)
+  return make_parents(dir .. "/.")
+end
+
 -- save(path, token) -> true | nil, message. Only the known fields are written.
 local FIELDS = {
   "access_token", "user_id", "username", "api", "app_id", "redirect_uri", "token_type",
