@@ -708,7 +708,7 @@ describe("instagram command: usage", function()
       assert.equal(0, r.code)
       assert.equal("instagram (lua-instagram) " .. instagram.VERSION .. "\n", r.stdout)
     end
-    for _, cmd in ipairs({ "login", "token", "me", "get", "media", "verify-signed-request", "completion" }) do
+    for _, cmd in ipairs({ "login", "token", "me", "get", "media", "export", "verify-signed-request", "completion" }) do
       local r = Cli.run(dir, { cmd, "--help" })
       assert.equal(0, r.code)
       assert.matches("^Usage: instagram " .. cmd:gsub("%-", "%%-"), r.stdout)

@@ -95,7 +95,7 @@ function M.run(ig, token, dir, opts)
   local function progress()
     if not opts.progress then return end
     local secs = math.max(opts.clock() - started, 0.001)
-    io.stderr:write(string.format("\r\27[K%d/%d items, %d/%d files, %s, %s/s", #items, #items, done + skipped,
+    io.stderr:write(string.format("\r\27[K%d items, %d/%d files, %s, %s/s", #items, done + skipped + failed,
       #files, human(total_bytes), human(total_bytes / secs)))
   end
   local function save_manifest()
