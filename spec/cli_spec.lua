@@ -784,6 +784,16 @@ describe("instagram command: usage", function()
     for _, line in ipairs(items) do assert.matches('^{"id":"%d+"}$', line) end
   end)
 
+  it("export --fake: progress (files, bytes, rate) on stderr when it is a terminal", function()
+    local cmd = string.format("cd %s && %s bin/instagram --fake export %s >%s", Nginx.q(Cli.ROOT), Cli.LUA,
+      Nginx.q(dir .. "/backup"), Nginx.q(dir .. "/out.txt"))
+    local p = io.popen("script -qec " .. Nginx.q(cmd) .. " /dev/null")
+    local tty = p:read("*a")
+    p:close()
+    assert.matches("7 items, 11/11 files, %d+ B, [%d.]+ %a+/s", tty)
+    assert.matches("^7 items, 11 files: 11 downloaded", Nginx.read_file(dir .. "/out.txt"))
+  end)
+
   it("--fake: every read subcommand works with no account and no token file", function()
     local r = Cli.run(dir, { "me", "--fake" })
     assert.equal(0, r.code, r.stderr)
