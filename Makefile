@@ -35,7 +35,7 @@ $(CORE51): $(SRCS) $(HDRS)
 	$(CC) $(ALLFLAGS) $(LUAJIT_INC) -shared -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
 
 lint:
-	luacheck -q lua spec examples bench tools fuzz
+	luacheck -q lua spec examples bench tools fuzz bin/instagram
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --std=c99 --force \
 	  -I/usr/include/lua5.4 src

@@ -1,9 +1,11 @@
-# make rock-check: the rockspec lints, installs offline into throwaway trees for Lua 5.4 and
-# LuaJIT (dependencies come from Debian: --deps-mode=none), and the installed module loads from
-# outside the repository, so nothing in the work tree can stand in for it.
-ROCKSPEC = rockspec/lua-instagram-scm-1.rockspec
+# make rock-check: both rockspecs lint; the versioned one (rockspec/lua-instagram-<VERSION>-1.rockspec,
+# VERSION read from lua/instagram/init.lua) is packed into a .src.rock and installed offline
+# (--deps-mode=none, dependencies from Debian) into throwaway trees for Lua 5.4 and LuaJIT; the
+# module loads from outside the repository, and the tree's `instagram --version` and
+# `instagram me --fake` run. See tools/rock_check.sh.
+INSTAGRAM_VERSION := $(shell sed -n 's/^  VERSION = "\(.*\)",$$/\1/p' lua/instagram/init.lua)
 
 .PHONY: rock-check
 
 rock-check:
-	@tools/rock_check.sh $(ROCKSPEC)
+	@tools/rock_check.sh $(INSTAGRAM_VERSION)

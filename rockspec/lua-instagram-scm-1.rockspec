@@ -10,7 +10,8 @@ description = {
 Builds the authorization URL, parses the callback, exchanges the code, reads
 users and media from the Graph API, verifies signed_request callbacks, and
 keeps every ID exact. Secure by default: TLS verified, https only, no
-redirects followed, CSPRNG state compared in constant time.
+redirects followed, CSPRNG state compared in constant time. Installs the
+`instagram` command: log in from a shell, keep the token file, read the Graph API.
 ]],
   license = "MIT",
   homepage = "https://example.invalid/lua-instagram",
@@ -19,6 +20,7 @@ redirects followed, CSPRNG state compared in constant time.
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
+  "argparse", -- bin/instagram
 }
 external_dependencies = {
   -- Debian keeps curl/curl.h under the multiarch include dir: check the library, not the header
@@ -31,7 +33,7 @@ build = {
     ["instagram.core"] = {
       sources = {
         "src/core.c", "src/url.c", "src/exactid.c", "src/crypto.c", "src/signed.c", "src/session.c",
-        "src/utf8.c", "src/webhook.c", "src/fileio.c",
+        "src/utf8.c", "src/webhook.c", "src/fileio.c", "src/cli_fs.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)", "src" },
@@ -63,7 +65,18 @@ build = {
     ["instagram.keeper"] = "lua/instagram/keeper.lua",
     ["instagram.feed"] = "lua/instagram/feed.lua",
     ["instagram.resty.feed"] = "lua/instagram/resty/feed.lua",
+    ["instagram.download"] = "lua/instagram/download.lua",
+    ["instagram.cli"] = "lua/instagram/cli/init.lua",
+    ["instagram.cli.tokenfile"] = "lua/instagram/cli/tokenfile.lua",
+    ["instagram.cli.fake"] = "lua/instagram/cli/fake.lua",
+    ["instagram.cli.export"] = "lua/instagram/cli/export.lua",
   },
+  install = {
+    bin = { instagram = "bin/instagram" },
+  },
+  -- `instagram --fake` runs the fake Instagram of the specs (nginx with the Lua module, lua-socket):
+  -- shipped next to the installed command, which finds it there
+  copy_directories = { "spec/support" },
 }
 test = {
   type = "command",

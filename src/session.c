@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/types.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #if defined(__SSE2__)
@@ -63,6 +64,9 @@ typedef struct {
     int in_multi;
     int was_post; /* the handle last ran a POST: its POSTFIELDS pointer must be cleared */
     int req; /* 1-based index of the request it runs, 0 when idle */
+    /* a download (req.file): a 2xx body goes to fd as it arrives, at most file_max bytes */
+    int has_fd, fd, file_too_big, write_errno;
+    curl_off_t file_bytes, file_max;
 } slot;
 
 typedef struct {
@@ -89,6 +93,8 @@ typedef struct {
     size_t body_len;
     int post;
     int del;
+    const char *file; /* a download: the file to create (O_EXCL, 0600) for a 2xx body */
+    curl_off_t max_file;
     long timeout_ms, connect_timeout_ms;
     int hfirst, hcount; /* "Name: value" lines at these anchor indices */
 } prepared;
@@ -150,6 +156,31 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     slot *sl = (slot *)ud;
     size_t n = size * nmemb;
+    if (sl->has_fd) {
+        long status = 0;
+        curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            const char *q = p;
+            size_t left = n;
+            if ((curl_off_t)n > sl->file_max - sl->file_bytes) {
+                sl->file_too_big = 1;
+                return 0;
+            }
+            while (left > 0) {
+                ssize_t w = write(sl->fd, q, left);
+                if (w < 0) {
+                    if (errno == EINTR) continue;
+                    sl->write_errno = errno;
+                    return 0;
+                }
+                q += w;
+                left -= (size_t)w;
+            }
+            sl->file_bytes += (curl_off_t)n;
+            return n;
+        }
+        /* an error answer (403 "URL signature expired") is read into memory as usual */
+    }
     if (n > sl->max_body - sl->body.len) {
         sl->body_too_big = 1;
         return 0;
@@ -230,6 +261,13 @@ static void slot_idle(session *s, slot *sl, int failed_alloc)
     membuf_clear(&sl->body, 0);
     membuf_clear(&sl->head, 0);
     sl->body_too_big = sl->head_too_big = sl->out_of_memory = 0;
+    if (sl->has_fd) {
+        close(sl->fd);
+        sl->has_fd = 0;
+    }
+    sl->fd = -1;
+    sl->file_too_big = sl->write_errno = 0;
+    sl->file_bytes = sl->file_max = 0;
     sl->errbuf[0] = '\0';
     sl->req = 0;
 }
@@ -419,6 +457,16 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     if (sl->easy == NULL && (err = configure_easy(s, sl)) != NULL) return err;
     sl->req = index;
     sl->max_body = (size_t)s->max_response;
+    if (req->file) {
+        int fd = open(req->file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            sl->write_errno = errno;
+            return strerror(errno);
+        }
+        sl->fd = fd;
+        sl->has_fd = 1;
+        sl->file_max = req->max_file;
+    }
 
     for (i = 0; i < req->hcount; i++) {
         struct curl_slist *grown;
@@ -437,6 +485,7 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
 
     /* every per-transfer option, every time: nothing of an earlier transfer carries over */
     SETOPT(CURLOPT_URL, req->url);
+    SETOPT(CURLOPT_MAXFILESIZE_LARGE, req->file ? req->max_file : s->max_response);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
     SETOPT(CURLOPT_HTTPHEADER, sl->headers);
@@ -515,6 +564,14 @@ static const char *failure(const session *s, const slot *sl, const prepared *req
                            char *msg, size_t size)
 {
     size_t n;
+    if (sl->write_errno) {
+        snprintf(msg, size, "cannot write the file: %s", strerror(sl->write_errno));
+        return "file";
+    }
+    if (sl->file_too_big || (sl->has_fd && rc == CURLE_FILESIZE_EXCEEDED)) {
+        snprintf(msg, size, "response body larger than %llu bytes", (unsigned long long)sl->file_max);
+        return "response";
+    }
     if (sl->body_too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(msg, size, "response body larger than %llu bytes", (unsigned long long)s->max_response);
         return "response";
@@ -643,6 +700,10 @@ static void finish_request(lua_State *L, session *s, slot *sl, const prepared *r
         lua_setfield(L, -2, "headers");
         lua_pushlstring(L, sl->body.data ? sl->body.data : "", sl->body.len);
         lua_setfield(L, -2, "body");
+        if (sl->has_fd) {
+            lua_pushnumber(L, (lua_Number)sl->file_bytes);
+            lua_setfield(L, -2, "bytes");
+        }
     } else {
         char msg[MESSAGE_MAX];
         const char *kind = failure(s, sl, req, rc, msg, sizeof msg);
@@ -713,7 +774,7 @@ static int run_batch(lua_State *L)
             slot *sl = idle_slot(s, width);
             err = start_request(L, s, sl, &b->reqs[next], next + 1, anchor);
             if (err) {
-                push_error_result(L, results, next + 1, "network", err);
+                push_error_result(L, results, next + 1, sl->write_errno ? "file" : "network", err);
                 slot_idle(s, sl, 1);
             } else {
                 active++;
@@ -853,6 +914,28 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
         p->query_len = hash ? (size_t)(hash - q - 1) : strlen(q + 1);
     } else {
         p->query = url + len;
+    }
+    lua_rawseti(L, anchor, ++*acount);
+
+    lua_getfield(L, idx, "file");
+    if (!lua_isnil(L, -1)) {
+        size_t flen;
+        const char *file;
+        if (lua_type(L, -1) != LUA_TSTRING) request_error(L, fname, index, "file must be a string");
+        file = lua_tolstring(L, -1, &flen);
+        if (flen == 0 || memchr(file, '\0', flen) != NULL)
+            request_error(L, fname, index, "file must be a non-empty path without NUL");
+        if (p->post || p->del) request_error(L, fname, index, "file is only allowed with GET");
+        p->file = file;
+        p->max_file = s->max_response;
+        lua_getfield(L, idx, "max_bytes");
+        if (!lua_isnil(L, -1)) {
+            lua_Number m = lua_tonumber(L, -1);
+            if (lua_type(L, -1) != LUA_TNUMBER || !(m >= 1) || m > 9007199254740992.0 || m != floor(m))
+                request_error(L, fname, index, "max_bytes must be a positive integer");
+            p->max_file = (curl_off_t)m;
+        }
+        lua_pop(L, 1);
     }
     lua_rawseti(L, anchor, ++*acount);
 

@@ -123,6 +123,9 @@ local function check_sessions(i)
   if i % 2 == 0 then s:close() end -- else the collector closes it
 end
 
+-- files of the cli_fs and download paths
+local FS_DIR = require("spec.support.nginx").mktemp_dir("valgrind-fs")
+
 local fake, fake_sessions
 local function start_fake()
   local ok, Fake = pcall(require, "spec.support.fake")
@@ -166,13 +169,41 @@ local function check_fake(i)
   local all = s:perform_many({ { url = root .. "/me?fields=id&access_token=" .. fake.token }, { url = root .. "/bad" },
     { url = root .. "/big" } }, 2)
   assert(all[1].status == 200 and all[2].status == 400 and all[3].error == "response")
-  fake_calls = fake_calls + 8
+  -- a download: the body streamed to a file (req.file), within and over its cap
+  local file = FS_DIR .. "/download-" .. i
+  res, kind = s:perform({ url = root .. "/me?fields=id&access_token=" .. fake.token, file = file, max_bytes = 10000 })
+  assert(res and res.status == 200 and res.bytes > 0 and res.body == "", tostring(kind))
+  os.remove(file)
+  res, kind = s:perform({ url = root .. "/me?fields=id&access_token=" .. fake.token, file = file, max_bytes = 5 })
+  assert(res == nil and kind == "response", tostring(kind))
+  os.remove(file)
+  res, kind = s:perform({ url = root .. "/me", file = FS_DIR .. "/missing/x" })
+  assert(res == nil and kind == "file", tostring(kind))
+  fake_calls = fake_calls + 10
+end
+
+-- the token-file helpers of the instagram command (src/cli_fs.c), every 10th iteration
+local function check_files(i)
+  local path = FS_DIR .. "/d" .. (i % 3) .. "/token.json"
+  assert(core.mkdir_private(FS_DIR .. "/d" .. (i % 3)) ~= nil)
+  assert(core.write_private(path, '{"access_token":"IGQVJ' .. i .. '"}') == true)
+  local mode, kind = core.file_mode(path)
+  assert(mode == 384 and kind == "file")
+  local none, msg, why = core.file_mode(FS_DIR .. "/missing")
+  assert(none == nil and msg and why == "missing")
+  none = core.write_private(FS_DIR .. "/missing/token.json", "x")
+  assert(none == nil)
+  none = core.mkdir_private(FS_DIR .. "/missing/a")
+  assert(none == nil)
+  assert(type(core.isatty(2)) == "boolean")
+  raises(core.write_private, path, nil)
 end
 
 start_fake()
 local t0 = os.time()
 for i = 1, N do
   check_pure(i)
+  if i % 10 == 0 then check_files(i) end
   check_sessions(i)
   if fake and i % FAKE_EVERY == 0 then check_fake(i) end
   if i % 1000 == 0 then collectgarbage() end
@@ -182,6 +213,7 @@ if fake then
   fake_sessions.https:close()
   fake:stop()
 end
+require("spec.support.nginx").run("rm -rf '" .. FS_DIR .. "'")
 collectgarbage()
 print(("valgrind_loop: %d iterations, %d requests against the fake%s, %d s"):format(N, fake_calls,
   fake and "" or " (not available)", os.time() - t0))

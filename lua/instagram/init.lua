@@ -6,7 +6,7 @@ local json = require "instagram.json"
 local transport = require "instagram.transport"
 
 local instagram = {
-  VERSION = "0.1.0",
+  VERSION = "0.2.0",
   core = core,
 }
 
@@ -733,6 +733,7 @@ local helpers = {
 require("instagram.tokens")(Client, helpers)
 require("instagram.media")(Client, helpers)
 require("instagram.batch")(Client, helpers)
+require("instagram.download")(Client, helpers)
 instagram.publishing = require("instagram.publishing")
 instagram.publishing(Client, helpers)
 require("instagram.comments")(Client, helpers)
