@@ -1,0 +1,123 @@
+-- Review of issue 11 (stores, the token keeper, the feed) with conditions the first specs did not
+-- use: an unusual umask, a store directory other users can write, symlinks planted in the
+-- directory, keys that start with a dot, a Redis db number that is a float (a JSON config), and a
+-- token Instagram rejects on a feed read rather than on a refresh.
+local instagram = require "instagram"
+local core = require "instagram.core"
+local Nginx = require "spec.support.nginx"
+local Proc = require "spec.support.proc"
+
+local DAY = 86400
+local ROOT = Nginx.repo_root()
+local CPATH = rawget(_G, "jit") and "build/5.1/?.so" or "build/5.4/?.so"
+
+-- runs `code` in a child interpreter under `umask`; -> its output
+local function run_with_umask(umask, code)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(string.format("package.path = %q .. package.path\npackage.cpath = %q .. package.cpath\n",
+    ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;", ROOT .. "/" .. CPATH .. ";"), code)
+  f:close()
+  local p = assert(io.popen(string.format("umask %s; %s%s %s 2>&1", umask, Nginx.CLEAN_ENV, Proc.LUA, Nginx.q(script))))
+  local out = p:read("*a")
+  p:close()
+  os.remove(script)
+  return out
+end
+
+describe("review 11: file store", function()
+  local dirs = {}
+  local function tmpdir()
+    local d = Nginx.mktemp_dir("review11")
+    dirs[#dirs + 1] = d
+    return d
+  end
+  teardown(function()
+    for _, d in ipairs(dirs) do Nginx.run("rm -rf " .. Nginx.q(d)) end
+  end)
+
+  it("is 0700 with 0600 files whatever the umask, and works under umask 0277", function()
+    local dir = tmpdir() .. "/s"
+    local out = run_with_umask("0277", string.format([[
+      local s = require("instagram.store").file({ dir = %q })
+      print("set", (s:set("token:1", "v1")))
+      print("set", (s:set("token:1", "v2")))
+      print("get", s:get("token:1"))
+      print("lock", type(s:lock("token:1", 5)))
+    ]], dir))
+    assert.matches("set\ttrue\nset\ttrue\nget\tv2\nlock\tstring\n", out, 1, true)
+    assert.equal(tonumber("700", 8), core.fs_mode(dir))
+    assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.json"))
+    assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.lock"))
+  end)
+
+  it("refuses a directory that other users can write, with a store error and no raise", function()
+    for _, mode in ipairs({ "0777", "1777", "0770" }) do
+      local dir = tmpdir() .. "/shared"
+      assert(Nginx.run("mkdir " .. Nginx.q(dir) .. " && chmod " .. mode .. " " .. Nginx.q(dir)))
+      local s = instagram.store.file({ dir = dir })
+      local ok, err = s:set("token:1", '{"token":1}')
+      assert.is_nil(ok, mode)
+      assert.equal("store", err.kind)
+      assert.matches("writable by other users", err.message, 1, true)
+      local v, gerr = s:get("token:1")
+      assert.is_nil(v)
+      assert.equal("store", gerr.kind)
+      local owner, lerr = s:lock("token:1", 5)
+      assert.is_nil(owner)
+      assert.equal("store", lerr.kind)
+      assert.same({}, core.fs_list(dir))
+      Nginx.run("rm -rf " .. Nginx.q(dir))
+    end
+  end)
+
+  it("never follows a symlink planted in its directory to create or write another file", function()
+    local base = tmpdir()
+    local dir = base .. "/s"
+    local s = instagram.store.file({ dir = dir })
+    assert.is_true(s:set("warm", "up"))
+    local outside = base .. "/outside"
+    assert(Nginx.run("mkdir " .. Nginx.q(outside)))
+    local victim = outside .. "/victim"
+    local f = assert(io.open(victim, "w"))
+    f:write("precious")
+    f:close()
+    local function plant(name, target)
+      assert(Nginx.run("ln -s " .. Nginx.q(target) .. " " .. Nginx.q(dir .. "/" .. name)))
+    end
+    plant("token%3A1.json", victim)            -- a value file: a write replaces the link, not the target
+    plant("token%3A2.guard", outside .. "/by-guard")
+    plant("token%3A3.lock", outside .. "/by-lock")
+    plant("token%3A4.lock", victim)
+
+    assert.is_true(s:set("token:1", "mine"))
+    assert.equal("mine", s:get("token:1"))
+    local ok, err = s:set("token:2", "v")
+    assert.is_nil(ok)
+    assert.equal("store", err.kind)
+    local owner, lerr = s:lock("token:3", 5)
+    assert.is_nil(owner)
+    assert.equal("store", lerr.kind)
+    owner, lerr = s:lock("token:4", 5)
+    assert.is_nil(owner)
+    assert.equal("store", lerr.kind)
+
+    assert.equal("precious", Nginx.read_file(victim))
+    assert.same({ "victim" }, core.fs_list(outside))
+    -- the victim was never locked either: another process can flock it at once
+    local held = assert(core.fs_lock(victim, false))
+    held:unlock()
+  end)
+
+  it("lists keys that start with a dot, and keeps them apart from its temp files", function()
+    local s = instagram.store.file({ dir = tmpdir() .. "/s" })
+    for _, k in ipairs({ ".hidden", "../x", "..", ".tmp-AAAAAA", "plain" }) do
+      assert.is_true(s:set(k, "v:" .. k))
+    end
+    assert.same({ "..", "../x", ".hidden", ".tmp-AAAAAA", "plain" }, s:keys(""))
+    assert.same({ "../x" }, s:keys("../"))
+    for _, k in ipairs({ ".hidden", "../x", "..", ".tmp-AAAAAA", "plain" }) do
+      assert.equal("v:" .. k, s:get(k))
+    end
+  end)
+end)
