@@ -7,7 +7,6 @@ local core = require "instagram.core"
 local Nginx = require "spec.support.nginx"
 local Proc = require "spec.support.proc"
 
-local DAY = 86400
 local ROOT = Nginx.repo_root()
 local CPATH = rawget(_G, "jit") and "build/5.1/?.so" or "build/5.4/?.so"
 

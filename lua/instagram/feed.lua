@@ -152,12 +152,21 @@ function Feed:_times(rec)
   return rec
 end
 
+-- A read that Instagram refused with 190 means the keeper's token is dead (the password changed,
+-- access was revoked): the keeper marks it so (on_dead fires once), and no later read sends it.
+function Feed:_failed(token, err)
+  if type(err) == "table" and err.token_invalid and type(self.keeper._rejected) == "function" then
+    self.keeper:_rejected(self.user_id, token, err)
+  end
+  return err
+end
+
 function Feed:_fetch()
   local token, err = self.keeper:token(self.user_id)
   if not token then return nil, err end
   local page
   page, err = self.client:media(token, { fields = self.fields, limit = self.limit })
-  if not page then return nil, err end
+  if not page then return nil, self:_failed(token, err) end
   local items = {}
   for i, item in ipairs(page.data) do items[i] = self:_prepare(item) end
   return self:_times({ items = items, fetched_at = self:_now() })
@@ -271,7 +280,7 @@ function Feed:refresh_item(media_id)
   if not token then return nil, err end
   local item
   item, err = self.client:get(token, top_id, { fields = self.fields })
-  if not item then return nil, err end
+  if not item then return nil, self:_failed(token, err) end
   item = self:_prepare(item)
   if index then
     -- put it in the cached copy; a concurrent refetch wins (it is at least as fresh)

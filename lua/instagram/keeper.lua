@@ -3,6 +3,7 @@
 -- subcode}. A due token is refreshed under the store's lock "token:<user_id>", so one host of
 -- everything sharing the store refreshes it and the others read the result; a refreshed token is
 -- written with a compare-and-set, so a slow refresher never puts back an older token.
+local core = require "instagram.core"
 local errors = require "instagram.errors"
 local json = require "instagram.json"
 local store_mod = require "instagram.store"
@@ -165,6 +166,21 @@ function Keeper:_store_refreshed(user_id, raw, new)
     raw = cur_raw
   end
   return new
+end
+
+-- Instagram rejected `token` (190: revoked, password changed, expired) on some other call than a
+-- refresh, e.g. the feed's media read: the account is marked dead (once; on_dead fires) when the
+-- store still holds that very token, so it is never sent again. -> true when marked; false when
+-- the error does not kill a token or the store holds another token now; nil, err (kind store).
+function Keeper:_rejected(user_id, token, err)
+  if not is_dead_error(err) or type(token) ~= "table" or type(token.access_token) ~= "string" then return false end
+  local rec, raw, lerr = self:_load(user_id)
+  if lerr then return nil, lerr end
+  if not rec or rec.state == "dead" or #rec.token.access_token ~= #token.access_token
+      or not core.constant_time_equal(rec.token.access_token, token.access_token) then
+    return false
+  end
+  return self:_mark_dead(user_id, rec, raw, err)
 end
 
 function Keeper:add(token)

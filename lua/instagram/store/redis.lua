@@ -52,13 +52,26 @@ function Redis.new(opts)
   if type(host) ~= "string" or host == "" or host:find("[%s%z]") then
     store.raise(fname, "host must be a host name or address")
   end
+  -- math.floor makes a Lua 5.4 integer of a float such as 6379.0 (a JSON config gives floats),
+  -- which would go out as "6379.0"
   local port = opts.port or 6379
   if type(port) ~= "number" or port ~= math.floor(port) or port < 1 or port > 65535 then
     store.raise(fname, "port must be an integer 1-65535")
   end
+  port = math.floor(port)
   local db = opts.db or 0
-  if type(db) ~= "number" or db ~= math.floor(db) or db < 0 then
+  if type(db) ~= "number" or db ~= math.floor(db) or db < 0 or db >= 2 ^ 31 then
     store.raise(fname, "db must be a non-negative integer")
+  end
+  db = math.floor(db)
+  local pool_size = opts.pool_size or 32
+  if type(pool_size) ~= "number" or pool_size ~= math.floor(pool_size) or pool_size < 1 or pool_size >= 2 ^ 31 then
+    store.raise(fname, "pool_size must be a positive integer")
+  end
+  for _, key in ipairs({ "server_name", "ca_file" }) do
+    if opts[key] ~= nil and (type(opts[key]) ~= "string" or opts[key] == "") then
+      store.raise(fname, key .. " must be a non-empty string")
+    end
   end
   local prefix = opts.prefix or "instagram:"
   if type(prefix) ~= "string" or prefix:find("[%s%z]") then
@@ -81,7 +94,7 @@ function Redis.new(opts)
     connect_timeout = seconds(fname, opts, "connect_timeout", timeout),
     read_timeout = seconds(fname, opts, "read_timeout", timeout),
     keepalive = seconds(fname, opts, "keepalive", 60),
-    pool_size = opts.pool_size or 32,
+    pool_size = math.floor(pool_size),
   }, Redis)
   private[self] = { password = opts.password, password_env = opts.password_env }
   return self
