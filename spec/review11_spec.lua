@@ -4,8 +4,10 @@
 -- token Instagram rejects on a feed read rather than on a refresh.
 local instagram = require "instagram"
 local core = require "instagram.core"
+local json = require "instagram.json"
 local Nginx = require "spec.support.nginx"
 local Proc = require "spec.support.proc"
+local Redis = require "spec.support.redis"
 
 local ROOT = Nginx.repo_root()
 local CPATH = rawget(_G, "jit") and "build/5.1/?.so" or "build/5.4/?.so"
@@ -118,5 +120,34 @@ describe("review 11: file store", function()
     for _, k in ipairs({ ".hidden", "../x", "..", ".tmp-AAAAAA", "plain" }) do
       assert.equal("v:" .. k, s:get(k))
     end
+  end)
+end)
+
+describe("review 11: redis store", function()
+  local redis
+  setup(function() redis = Redis.start({ password = "review11-pw" }) end)
+  teardown(function() if redis then redis:stop() end end)
+
+  it("takes a db number that is a float with an integer value (a decoded JSON config)", function()
+    local config = json.decode(string.format('{"port": %d, "db": 2, "prefix": "r11:"}', redis.port))
+    config.password = "review11-pw"
+    local s = instagram.store.redis(config)
+    assert.is_true(s:set("k", "in db 2"))
+    assert.equal("in db 2", s:get("k"))
+    local other = instagram.store.redis({ port = redis.port, password = "review11-pw", db = 0, prefix = "r11:" })
+    assert.is_nil(other:get("k"))
+    assert.equal("in db 2", instagram.store.redis({ port = redis.port, password = "review11-pw", db = 2,
+      prefix = "r11:" }):get("k"))
+  end)
+
+  it("misuse of its options raises, naming the function", function()
+    assert.has_error(function() instagram.store.redis({ pool_size = "many" }) end,
+      "instagram.store.redis: pool_size must be a positive integer")
+    assert.has_error(function() instagram.store.redis({ pool_size = 0 }) end,
+      "instagram.store.redis: pool_size must be a positive integer")
+    assert.has_error(function() instagram.store.redis({ server_name = 5 }) end,
+      "instagram.store.redis: server_name must be a non-empty string")
+    assert.has_error(function() instagram.store.redis({ ca_file = false }) end,
+      "instagram.store.redis: ca_file must be a non-empty string")
   end)
 end)
