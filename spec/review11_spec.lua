@@ -5,10 +5,14 @@
 local instagram = require "instagram"
 local core = require "instagram.core"
 local json = require "instagram.json"
+local socket = require "socket"
+local Fake = require "spec.support.fake"
+local Clients = require "spec.support.client"
 local Nginx = require "spec.support.nginx"
 local Proc = require "spec.support.proc"
 local Redis = require "spec.support.redis"
 
+local DAY = 86400
 local ROOT = Nginx.repo_root()
 local CPATH = rawget(_G, "jit") and "build/5.1/?.so" or "build/5.4/?.so"
 
@@ -149,5 +153,76 @@ describe("review 11: redis store", function()
       "instagram.store.redis: server_name must be a non-empty string")
     assert.has_error(function() instagram.store.redis({ ca_file = false }) end,
       "instagram.store.redis: ca_file must be a non-empty string")
+  end)
+end)
+
+describe("review 11: a token Instagram rejects on a feed read", function()
+  local fake, dirs = nil, {}
+  local USER_ID = "17841405793187219"
+  setup(function() fake = Fake.start({ quiet = true }) end)
+  teardown(function()
+    if fake then fake:stop() end
+    for _, d in ipairs(dirs) do Nginx.run("rm -rf " .. Nginx.q(d)) end
+  end)
+  before_each(function() fake:reset() end)
+
+  local function file_store()
+    local d = Nginx.mktemp_dir("review11")
+    dirs[#dirs + 1] = d
+    return instagram.store.file({ dir = d .. "/s" })
+  end
+
+  -- a keeper holding a token that is not due (2 days old) but that Instagram no longer takes
+  -- (the password changed): the feed is the first to learn it
+  local function setup_feed(access_token)
+    local ig = Clients.new(fake, { retries = 0, clock = function() return math.floor(socket.gettime()) end,
+      sleep = function(s) socket.sleep(s) end })
+    local dead = {}
+    local k = instagram.keeper.new({ client = ig, store = file_store(),
+      on_dead = function(user_id, err) dead[#dead + 1] = { user_id = user_id, err = err } end })
+    local now = ig:_now()
+    k:add({ access_token = access_token, user_id = USER_ID, issued_at = now - 2 * DAY, expires_at = now + 58 * DAY })
+    return instagram.feed.new({ keeper = k, user_id = USER_ID, store = file_store() }), k, dead
+  end
+
+  it("marks the account dead, fires on_dead once, and never sends the token again", function()
+    local revoked = "IGQVJrevokedreview11" .. string.rep("x", 40)
+    local feed, k, dead = setup_feed(revoked)
+    local got, err = feed:get()
+    assert.is_nil(got)
+    assert.equal(190, err.code)
+    assert.is_true(err.token_invalid)
+    assert.equal(1, #dead)
+    assert.equal(USER_ID, dead[1].user_id)
+    for _ = 1, 3 do
+      got, err = feed:get()
+      assert.is_nil(got)
+      assert.is_true(err.token_invalid)
+    end
+    local none, kerr = k:token(USER_ID)
+    assert.is_nil(none)
+    assert.is_true(kerr.token_invalid)
+    assert.equal(1, #fake:log("/me/media"))
+    assert.equal(1, #dead)
+    assert.equal("dead", k:status()[1].state)
+    assert.is_nil(tostring(err):find(revoked, 1, true))
+    -- a new login revives it
+    local fresh = fake:issue_token("jayposiris", { kind = "long", age = 2 * DAY })
+    local now = os.time()
+    k:add({ access_token = fresh, user_id = USER_ID, issued_at = now - 2 * DAY, expires_at = now + 58 * DAY })
+    assert(feed:get())
+  end)
+
+  it("a token the store no longer holds is not marked dead (another login replaced it)", function()
+    local feed, k, dead = setup_feed("IGQVJrevokedreview11" .. string.rep("y", 40))
+    local good = fake:issue_token("jayposiris", { kind = "long", age = 2 * DAY })
+    local stale = assert(k:token(USER_ID))
+    local now = os.time()
+    k:add({ access_token = good, user_id = USER_ID, issued_at = now - 2 * DAY, expires_at = now + 58 * DAY })
+    local _, err = k.client:media(stale)
+    assert.is_true(err.token_invalid)
+    assert.is_false(k:_rejected(USER_ID, stale, err))
+    assert.equal(0, #dead)
+    assert(feed:get())
   end)
 end)
