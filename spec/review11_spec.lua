@@ -226,3 +226,50 @@ describe("review 11: a token Instagram rejects on a feed read", function()
     assert(feed:get())
   end)
 end)
+
+describe("review 11: the feed's clock", function()
+  local BASE = 1800000000
+  local HOUR = 3600
+
+  -- a client whose transport answers /me/media from `respond`, and whose clock is BASE + offset
+  local function scripted(respond)
+    local clock = { offset = 0 }
+    local ig = instagram.new({
+      app_id = "990602627938098", app_secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+      redirect_uri = "https://localhost/auth/", api = "instagram_login", retries = 0, sleep = function() end,
+      clock = function() return BASE + clock.offset end,
+      transport = function(req) return respond(req, clock) end,
+    })
+    return ig, clock
+  end
+
+  local function media_page(oe)
+    return { status = 200, headers = { ["content-type"] = "application/json" }, body = json.encode({
+      data = { { id = "17900000000000001", media_type = "IMAGE",
+        media_url = string.format("https://cdn.example/a.jpg?oh=00_x&oe=%X", oe) } } }) }
+  end
+
+  it("a refetch that fails after the copy's oe has passed returns the error, not the copy", function()
+    local fail = false
+    local ig, clock = scripted(function(_, c)
+      if not fail then return media_page(BASE + 3 * HOUR) end
+      c.offset = c.offset + HOUR -- the failing request took an hour of this clock
+      return { status = 500, headers = { ["content-type"] = "application/json" },
+        body = '{"error":{"message":"down","type":"OAuthException","code":2}}' }
+    end)
+    local dir = Nginx.mktemp_dir("review11")
+    local s = instagram.store.file({ dir = dir .. "/s" })
+    local k = instagram.keeper.new({ client = ig, store = s })
+    k:add({ access_token = "IGQVJfreshreview11" .. string.rep("z", 40), user_id = "17841400000000001",
+      issued_at = BASE - 2 * DAY, expires_at = BASE + 58 * DAY })
+    local feed = instagram.feed.new({ keeper = k, user_id = "17841400000000001", max_ttl = HOUR, margin = 0 })
+    local first = assert(feed:get())
+    assert.equal(BASE + HOUR, first.expires_at)
+    clock.offset = 2.5 * HOUR -- stale, its URL good for 30 more minutes
+    fail = true
+    local got, err = feed:get()
+    Nginx.run("rm -rf " .. Nginx.q(dir))
+    assert.is_nil(got)
+    assert.equal(2, err.code)
+  end)
+end)

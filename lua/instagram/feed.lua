@@ -234,9 +234,10 @@ function Feed:get()
         return view(fresh, false)
       end
       self.store:unlock(self.key, owner)
-      -- Instagram failed: the last good copy, only while its URLs still work
+      -- Instagram failed: the last good copy, only while its URLs still work (now: the failure
+      -- may have taken the client's every try and back-off)
       self:_remember(cur)
-      local copy = self:_local(now)
+      local copy = self:_local(self:_now())
       if copy then
         copy.stale = true
         return copy
@@ -246,6 +247,7 @@ function Feed:get()
     -- another host is refetching: serve stale meanwhile, or wait for its result
     if rec and now < rec.valid_until then return view(rec, true) end
     if i < tries then self.client:_sleep(POLL) end
+    now = self:_now()
     raw, err = self.store:get(self.key)
     if err then return nil, err end
     rec = decode(raw)
