@@ -273,3 +273,82 @@ describe("review 11: the feed's clock", function()
     assert.equal(2, err.code)
   end)
 end)
+
+describe("review 11: the blocking Redis client on odd replies", function()
+  local server, port, ready
+
+  -- a RESP server in a child process: each command gets the canned reply of its name
+  setup(function()
+    port = Nginx.free_ports(1)[1]
+    ready = os.tmpname()
+    os.remove(ready)
+    server = Proc.spawn(string.format([[
+      local socket = require "socket"
+      local big = string.rep("x", 3 * 1024 * 1024)
+      local REPLIES = {
+        GET = "$13\r\nline\r\nbreak\r\n\r\n",      -- a bulk string with CRLFs inside
+        MGET = "*3\r\n$-1\r\n$1\r\na\r\n-ERR inner\r\n",
+        STRLEN = "$" .. #big .. "\r\n" .. big .. "\r\n",
+        SET = "-ERR read only replica\r\n",
+        DEL = ":-5\r\n",
+        EXISTS = "*-1\r\n",
+        SCAN = "*2\r\n$1\r\n0\r\n*3\r\n$9\r\nr11:v:one\r\n$-1\r\n:7\r\n",
+        TYPE = "%%2\r\n",
+      }
+      local srv = assert(socket.bind("127.0.0.1", %d))
+      io.open(%q, "w"):close()
+      while true do
+        local c = srv:accept()
+        c:settimeout(5)
+        while true do
+          local head = c:receive("*l")
+          if not head then break end
+          local args = {}
+          for i = 1, tonumber(head:match("^%%*(%%d+)")) do
+            local len = tonumber(c:receive("*l"):match("^%%$(%%d+)"))
+            args[i] = c:receive(len + 2):sub(1, len)
+          end
+          c:send(REPLIES[args[1]:upper()] or "-ERR unknown command\r\n")
+        end
+        c:close()
+      end
+    ]], port, ready))
+    Proc.wait_file(ready)
+  end)
+  teardown(function()
+    if server then Proc.kill(server) end
+    os.remove(ready)
+  end)
+
+  it("reads bulk strings with CRLFs inside, nil bulks, errors, integers and large values", function()
+    local resp = require "instagram.store.resp"
+    local c = assert(resp.connect({ host = "127.0.0.1", port = port, connect_timeout = 1, read_timeout = 2 }))
+    assert.equal("line\r\nbreak\r\n", c:get("k"))
+    local arr = c:mget("a", "b", "c")
+    assert.equal(resp.NULL, arr[1])
+    assert.equal("a", arr[2])
+    assert.equal(resp.NULL, arr[3])
+    assert.equal(3 * 1024 * 1024, #c:strlen("k"))
+    local ok, err = c:set("k", "v")
+    assert.is_false(ok)
+    assert.equal("ERR read only replica", err)
+    assert.equal(-5, c:del("k"))
+    assert.equal(resp.NULL, c:exists("k"))
+    local none, uerr = c:type("k")
+    assert.is_nil(none)
+    assert.equal("unknown reply type", uerr)
+    c:close()
+  end)
+
+  it("the store turns error replies and odd SCAN entries into kind store, never a raise", function()
+    local s = instagram.store.redis({ port = port, prefix = "r11:", timeout = 2 })
+    local ok, err = s:set("k", "v")
+    assert.is_nil(ok)
+    assert.equal("store", err.kind)
+    assert.matches("ERR read only replica", err.message, 1, true)
+    assert.equal("line\r\nbreak\r\n", s:get("k"))
+    local keys, kerr = s:keys("")
+    assert.is_nil(kerr)
+    assert.same({ "one" }, keys)
+  end)
+end)

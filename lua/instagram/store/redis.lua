@@ -256,8 +256,12 @@ function Redis:keys(prefix)
       local page, e = c:scan(cursor, "MATCH", glob_escape(base .. prefix) .. "*", "COUNT", 200)
       if type(page) ~= "table" then return nil, e end
       cursor = page[1]
-      for _, k in ipairs(type(page[2]) == "table" and page[2] or {}) do
-        if not seen[k] then
+      -- a reply that is not [cursor, [names]] would loop or raise: a store error instead
+      if type(cursor) ~= "string" or not cursor:match("^%d+$") or type(page[2]) ~= "table" then
+        return nil, "unexpected SCAN reply"
+      end
+      for _, k in ipairs(page[2]) do
+        if type(k) == "string" and k:sub(1, #base) == base and not seen[k] then
           seen[k] = true
           out[#out + 1] = k:sub(#base + 1)
         end
