@@ -41,19 +41,21 @@ describe("review 11: file store", function()
     for _, d in ipairs(dirs) do Nginx.run("rm -rf " .. Nginx.q(d)) end
   end)
 
-  it("is 0700 with 0600 files whatever the umask, and works under umask 0277", function()
-    local dir = tmpdir() .. "/s"
-    local out = run_with_umask("0277", string.format([[
-      local s = require("instagram.store").file({ dir = %q })
-      print("set", (s:set("token:1", "v1")))
-      print("set", (s:set("token:1", "v2")))
-      print("get", s:get("token:1"))
-      print("lock", type(s:lock("token:1", 5)))
-    ]], dir))
-    assert.matches("set\ttrue\nset\ttrue\nget\tv2\nlock\tstring\n", out, 1, true)
-    assert.equal(tonumber("700", 8), core.fs_mode(dir))
-    assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.json"))
-    assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.lock"))
+  it("is 0700 with 0600 files whatever the umask, and works under umask 0277 or 0777", function()
+    for _, umask in ipairs({ "0277", "0777" }) do
+      local dir = tmpdir() .. "/s"
+      local out = run_with_umask(umask, string.format([[
+        local s = require("instagram.store").file({ dir = %q })
+        print("set", (s:set("token:1", "v1")))
+        print("set", (s:set("token:1", "v2")))
+        print("get", s:get("token:1"))
+        print("lock", type(s:lock("token:1", 5)))
+      ]], dir))
+      assert.matches("set\ttrue\nset\ttrue\nget\tv2\nlock\tstring\n", out, 1, true)
+      assert.equal(tonumber("700", 8), core.fs_mode(dir), umask)
+      assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.json"), umask)
+      assert.equal(tonumber("600", 8), core.fs_mode(dir .. "/token%3A1.lock"), umask)
+    end
   end)
 
   it("refuses a directory that other users can write, with a store error and no raise", function()

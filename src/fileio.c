@@ -44,15 +44,11 @@ static int l_fs_mkdir(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (mkdir(path, 0700) == 0) {
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) return fail(L, "open directory");
-        if (fchmod(fd, 0700) != 0) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return fail(L, "chmod");
-        }
-        close(fd);
+        /* the umask may have taken bits away, even the owner's read (then no fd can be had for
+         * fchmod): the new directory, checked not to be a link, is chmod'ed by name */
+        if (lstat(path, &st) != 0) return fail(L, "lstat");
+        if (!S_ISDIR(st.st_mode)) return refuse(L, "not a directory");
+        if (chmod(path, 0700) != 0) return fail(L, "chmod");
     } else if (errno != EEXIST) {
         return fail(L, "mkdir");
     }
