@@ -161,7 +161,7 @@ function Redis:_connect()
     conn:set_timeout(self.read_timeout * 1000)
     conn.ig_pooled = true
   else
-    if self.conn then return self.conn end
+    if self.conn then return self.conn, true end
     local resp = require "instagram.store.resp"
     local err
     conn, err = resp.connect({
@@ -195,11 +195,26 @@ function Redis:_connect()
   return conn
 end
 
+-- A kept connection that the server closed while it sat idle (Redis restarted, or its `timeout`
+-- dropped it): the command never reached a server, so it is sent again on a new connection.
+local function lost_idle(err)
+  err = tostring(err):lower()
+  return err == "closed" or err:find("reset", 1, true) ~= nil or err:find("broken pipe", 1, true) ~= nil
+end
+
 -- run(what, fn): fn(conn) -> result, or nil/false, err; the connection goes back to the pool after
 function Redis:_run(what, fn)
-  local conn, err = self:_connect()
-  if not conn then return self:_fail("connect", err) end
+  local conn, kept = self:_connect()
+  if not conn then return self:_fail("connect", kept) end
   local res, rerr = fn(conn)
+  if res == nil and kept and lost_idle(rerr) then
+    conn:close()
+    self.conn = nil
+    local err
+    conn, err = self:_connect()
+    if not conn then return self:_fail("connect", err) end
+    res, rerr = fn(conn)
+  end
   if res == nil or res == false then
     if conn.ig_pooled then conn:close() end
     return self:_fail(what, rerr)
