@@ -378,3 +378,41 @@ describe("review 11: the blocking Redis client on odd replies", function()
     assert.same({ "one" }, keys)
   end)
 end)
+
+describe("review 11: numbers read back from a store", function()
+  -- under Lua 5.4, decoded Graph data and the client's token tables hold integers; what the
+  -- keeper and the feed read back from their store must too (LuaJIT has one number type)
+  local function integer(v)
+    return math.type == nil or math.type(v) == "integer"
+  end
+
+  it("the keeper's token and the feed's times are integers, as the client's are", function()
+    local BASE = 1800000000
+    local ig = instagram.new({
+      app_id = "990602627938098", app_secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+      redirect_uri = "https://localhost/auth/", api = "instagram_login", retries = 0, sleep = function() end,
+      clock = function() return BASE end,
+      transport = function()
+        return { status = 200, headers = { ["content-type"] = "application/json" }, body = json.encode({
+          data = { { id = "17900000000000001", media_type = "IMAGE", like_count = 3,
+            media_url = string.format("https://cdn.example/a.jpg?oe=%X", BASE + 4 * DAY) } } }) }
+      end,
+    })
+    local dir = Nginx.mktemp_dir("review11")
+    local k = instagram.keeper.new({ client = ig, store = instagram.store.file({ dir = dir .. "/s" }) })
+    k:add({ access_token = "IGQVJintreview11" .. string.rep("z", 40), user_id = "17841400000000001",
+      issued_at = BASE - 2 * DAY, expires_in = 60 * DAY, expires_at = BASE + 58 * DAY })
+    local t = assert(k:token("17841400000000001"))
+    local feed = instagram.feed.new({ keeper = k, user_id = "17841400000000001" })
+    local first = assert(feed:get())
+    local fresh_feed = instagram.feed.new({ keeper = k, user_id = "17841400000000001" })
+    local again = assert(fresh_feed:get()) -- read back from the store
+    local st = k:status()[1]
+    Nginx.run("rm -rf " .. Nginx.q(dir))
+    for _, v in ipairs({ t.issued_at, t.expires_at, t.expires_in, first.fetched_at, again.fetched_at,
+      again.expires_at, again.items[1].like_count, st.expires_at }) do
+      assert.is_true(integer(v), tostring(v))
+    end
+    assert.equal(first.fetched_at, again.fetched_at)
+  end)
+end)

@@ -173,7 +173,7 @@ function Feed:_fetch()
 end
 
 local function decode(raw)
-  local rec = raw and json.decode(raw)
+  local rec = raw and json.normalize_ids(json.decode(raw)) -- integers under Lua 5.4, as Graph data
   if type(rec) ~= "table" or type(rec.items) ~= "table" or type(rec.fetched_at) ~= "number"
       or type(rec.expires_at) ~= "number" or type(rec.valid_until) ~= "number" then
     return nil

@@ -81,7 +81,7 @@ local function check_user_id(fname, user_id)
 end
 
 local function decode_record(raw, user_id)
-  local rec = json.decode(raw)
+  local rec = json.normalize_ids(json.decode(raw)) -- integers under Lua 5.4, as the client gives
   if type(rec) ~= "table" or type(rec.token) ~= "table" or type(rec.token.access_token) ~= "string" then
     return nil, store_mod.error("the stored record of account " .. user_id .. " is not a token record")
   end
