@@ -416,3 +416,77 @@ describe("review 11: numbers read back from a store", function()
     assert.equal(first.fetched_at, again.fetched_at)
   end)
 end)
+
+describe("review 11: a refresh that fails (Instagram down)", function()
+  local fake, dirs = nil, {}
+  setup(function() fake = Fake.start({ quiet = true }) end)
+  teardown(function()
+    if fake then fake:stop() end
+    for _, d in ipairs(dirs) do Nginx.run("rm -rf " .. Nginx.q(d)) end
+  end)
+  before_each(function() fake:reset() end)
+
+  local function tmpdir()
+    local d = Nginx.mktemp_dir("review11")
+    dirs[#dirs + 1] = d
+    return d
+  end
+
+  local function due_token(user_id)
+    local now = os.time()
+    return { access_token = fake:issue_token("jayposiris", { kind = "long", age = 55 * DAY }), user_id = user_id,
+      issued_at = now - 55 * DAY, expires_at = now + 5 * DAY }
+  end
+
+  it("is not tried again by every caller: the due token is served as is for retry_after", function()
+    local offset = 0
+    local ig = Clients.new(fake, { retries = 0, clock = function() return os.time() + offset end })
+    local k = instagram.keeper.new({ client = ig, store = instagram.store.file({ dir = tmpdir() .. "/s" }) })
+    local t = due_token("8001")
+    k:add(t)
+    fake:fault("/refresh_access_token", { status = 500 })
+    for _ = 1, 5 do
+      local got = assert(k:token("8001"))
+      assert.equal(t.access_token, got.access_token)
+    end
+    assert.equal(1, #fake:log("/refresh_access_token"))
+    offset = 61 -- past the default retry_after (60 s): tried again, once
+    for _ = 1, 3 do assert(k:token("8001")) end
+    assert.equal(2, #fake:log("/refresh_access_token"))
+    fake:clear_faults()
+    offset = 122
+    local new = assert(k:token("8001"))
+    assert.equal(3, #fake:log("/refresh_access_token"))
+    assert.is_true(new.issued_at >= os.time())
+    assert.equal("ok", k:status()[1].state)
+    assert.has_error(function() instagram.keeper.new({ client = ig, store = k.store, retry_after = -1 }) end,
+      "instagram.keeper.new: retry_after must be a number >= 0")
+  end)
+
+  it("four processes waiting on one failing refresh make one request and all get the token that still works", function()
+    local dir = tmpdir() .. "/s"
+    local k = instagram.keeper.new({ client = Clients.new(fake), store = instagram.store.file({ dir = dir }) })
+    local t = due_token("8101")
+    k:add(t)
+    fake:fault("/refresh_access_token", { status = 500, delay = 0.5 })
+    local cfg = Clients.config(fake)
+    local go = dir .. "/../go"
+    local code = string.format([[
+      local ig = require("instagram").new({ app_id = %q, app_secret = %q, redirect_uri = %q, api = "basic_display",
+        endpoints = { graph = %q, token = %q, authorize = %q }, ca_file = %q, retries = 0 })
+      local k = require("instagram.keeper").new({ client = ig, store = require("instagram.store").file({ dir = %q }) })
+      while not io.open(%q) do require("instagram.core").sleep(0.01) end
+      local t, err = k:token("8101")
+      print("token=" .. tostring(t and t.access_token) .. " err=" .. tostring(err))
+    ]], cfg.app_id, cfg.app_secret, cfg.redirect_uri, cfg.endpoints.graph, cfg.endpoints.token,
+      cfg.endpoints.authorize, cfg.ca_file, dir, go)
+    local kids = {}
+    for i = 1, 4 do kids[i] = Proc.spawn(code) end
+    io.open(go, "w"):close()
+    for i = 1, 4 do
+      local out = Proc.wait(kids[i])
+      assert.equal(t.access_token, out:match("token=(%S+)"), out)
+    end
+    assert.equal(1, #fake:log("/refresh_access_token"))
+  end)
+end)

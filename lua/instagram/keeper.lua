@@ -18,7 +18,7 @@ local POLL = 0.05
 
 local KNOWN = {
   client = true, store = true, within = true, on_dead = true, lock_ttl = true, wait = true,
-  concurrency = true, jitter = true,
+  concurrency = true, jitter = true, retry_after = true,
 }
 
 local function raise(fname, msg)
@@ -61,6 +61,10 @@ function Keeper.new(opts)
     wait = number_opt(fname, opts, "wait", lock_ttl + 1, 0),
     concurrency = concurrency,
     jitter = number_opt(fname, opts, "jitter", 1, 0),
+    -- after a refresh failed (Instagram or the network), the due token is handed out as it is
+    -- for this long, so the callers waiting on that refresh, and the next ones, do not each try
+    -- again against a failing Instagram
+    retry_after = number_opt(fname, opts, "retry_after", 60, 0),
   }, Keeper)
 end
 
@@ -97,6 +101,22 @@ function Keeper:_load(user_id)
   rec, err = decode_record(raw, user_id)
   if not rec then return nil, nil, err end
   return rec, raw
+end
+
+-- a due token whose last refresh failed less than retry_after ago
+function Keeper:_backing_off(rec)
+  local at = tonumber(rec.retry_at)
+  return at ~= nil and self.client:_now() < at
+end
+
+-- Remembers in the record that its refresh failed just now (a compare-and-set: a record that
+-- changed meanwhile, e.g. refreshed by another host, is left as it is).
+function Keeper:_refresh_failed(user_id, rec, raw)
+  if self.retry_after <= 0 then return end
+  local copy = {}
+  for k, v in pairs(rec) do copy[k] = v end
+  copy.retry_at = self.client:_now() + self.retry_after
+  self.store:cas(KEY_PREFIX .. user_id, raw, json.encode(copy))
 end
 
 -- "dead", "expired" (dead without asking), "fresh", "due"
@@ -208,6 +228,7 @@ function Keeper:_refresh_locked(user_id)
   local state = self:_state(rec)
   if state == "dead" then return nil, dead_error(rec, user_id) end
   if state == "fresh" then return rec.token end -- another host refreshed it meanwhile
+  if state == "due" and self:_backing_off(rec) then return rec.token end -- or just failed to
   if state == "expired" then
     local e = expired_error()
     local ok, serr = self:_mark_dead(user_id, rec, raw, e)
@@ -226,6 +247,7 @@ function Keeper:_refresh_locked(user_id)
       end
       return nil, rerr
     end
+    self:_refresh_failed(user_id, rec, raw)
     return nil, rerr, rec.token -- a failure worth trying again: the old token may still serve
   end
   return self:_store_refreshed(user_id, raw, new)
@@ -240,7 +262,7 @@ function Keeper:token(user_id)
   if not rec then return nil, store_mod.error("no token stored for account " .. user_id) end
   local state = self:_state(rec)
   if state == "dead" then return nil, dead_error(rec, user_id) end
-  if state == "fresh" then return rec.token end
+  if state == "fresh" or self:_backing_off(rec) then return rec.token end
 
   local lock_key = KEY_PREFIX .. user_id
   local tries = math.max(1, math.ceil(self.wait / POLL))
@@ -263,6 +285,7 @@ function Keeper:token(user_id)
     state = self:_state(rec)
     if state == "dead" then return nil, dead_error(rec, user_id) end
     if state == "fresh" then return rec.token end
+    if state == "due" and self:_backing_off(rec) then return rec.token end -- the holder's refresh failed
   end
   if state == "due" then return rec.token end -- not refreshed in time, but still valid
   return nil, errors.new("timeout", "waited too long for another host to refresh the token of account " .. user_id)
@@ -352,6 +375,7 @@ function Keeper:sweep()
           counts[outcome] = counts[outcome] + 1
         else
           counts.failed = counts.failed + 1
+          self:_refresh_failed(g.user_id, g.rec, g.raw)
         end
         self.store:unlock(KEY_PREFIX .. g.user_id, g.owner)
       end
