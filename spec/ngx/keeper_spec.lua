@@ -182,6 +182,18 @@ describe("keeper and feed across nginx hosts #nginx", function()
     assert.is_table(f:token_info(new.access_token))
   end)
 
+  it("2 x 8 concurrent keeper:token while Instagram fails: 1 refresh request, all 16 get the token that works", function()
+    local old = add_due_token("7101")
+    f:fault("/refresh_access_token", { status = 500, delay = 0.3 })
+    local res = parallel(fleet_urls("/t/token?user_id=7101", 8))
+    assert.equal(1, #f:log("/refresh_access_token"))
+    for i, r in ipairs(res) do
+      local out = cjson.decode(r.body)
+      assert.is_nil(out.err, r.body)
+      assert.equal(old.access_token, out.token, "request " .. i)
+    end
+  end)
+
   it("2 x 8 concurrent feed gets, cold then stale: exactly 1 media fetch each time", function()
     add_due_token(USER_ID)
     local s = local_store()
