@@ -182,7 +182,7 @@ describe("keeper and feed across nginx hosts #nginx", function()
     assert.is_table(f:token_info(new.access_token))
   end)
 
-  it("2 x 8 concurrent keeper:token while Instagram fails: 1 refresh request, all 16 get the token that works", function()
+  it("2 x 8 concurrent keeper:token, Instagram failing: 1 refresh request, all 16 get the token that works", function()
     local old = add_due_token("7101")
     f:fault("/refresh_access_token", { status = 500, delay = 0.3 })
     local res = parallel(fleet_urls("/t/token?user_id=7101", 8))
