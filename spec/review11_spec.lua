@@ -463,6 +463,21 @@ describe("review 11: a refresh that fails (Instagram down)", function()
       "instagram.keeper.new: retry_after must be a number >= 0")
   end)
 
+  it("never hands out a token that expired while its refresh was backing off", function()
+    local offset = 0
+    local ig = Clients.new(fake, { retries = 0, clock = function() return os.time() + offset end })
+    local k = instagram.keeper.new({ client = ig, store = instagram.store.file({ dir = tmpdir() .. "/s" }) })
+    local t = due_token("8201")
+    t.expires_at = os.time() + 30
+    k:add(t)
+    fake:fault("/refresh_access_token", { status = 500 })
+    assert(k:token("8201"))
+    offset = 31
+    local none, err = k:token("8201")
+    assert.is_nil(none)
+    assert.is_true(err.token_invalid)
+  end)
+
   it("four processes waiting on one failing refresh make one request and all get the token that still works", function()
     local dir = tmpdir() .. "/s"
     local k = instagram.keeper.new({ client = Clients.new(fake), store = instagram.store.file({ dir = dir }) })

@@ -262,7 +262,7 @@ function Keeper:token(user_id)
   if not rec then return nil, store_mod.error("no token stored for account " .. user_id) end
   local state = self:_state(rec)
   if state == "dead" then return nil, dead_error(rec, user_id) end
-  if state == "fresh" or self:_backing_off(rec) then return rec.token end
+  if state == "fresh" or (state == "due" and self:_backing_off(rec)) then return rec.token end
 
   local lock_key = KEY_PREFIX .. user_id
   local tries = math.max(1, math.ceil(self.wait / POLL))
