@@ -307,9 +307,13 @@ describe("keeper and feed across nginx hosts #nginx", function()
       assert.is_nil(out.err)
       assert.is_true(out.set)
       assert.equal("v", out.get)
-      local bad = call(hosts[1], "redis_tls", { port = tls.port, name = "wrong.example" })
-      assert.equal("store", bad.err.kind)
-      assert.matches("TLS", bad.err.message)
+      -- a handshake that fails verification at once makes Debian's lua-resty-core raise
+      -- ("assertion failed"), on some tries only: each of 12 must be a store error
+      for _ = 1, 12 do
+        local bad = call(hosts[1], "redis_tls", { port = tls.port, name = "wrong.example" })
+        assert.equal("store", bad.err.kind)
+        assert.matches("TLS", bad.err.message)
+      end
     end)
     tls:stop()
     assert(ok, err)

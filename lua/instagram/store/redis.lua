@@ -152,7 +152,11 @@ function Redis:_connect()
     fresh = (conn:get_reused_times() or 0) == 0
     if fresh and self.ssl then
       local sock = rawget(conn, "_sock")
-      ok, err = sock:sslhandshake(nil, self.server_name or self.host, self.ssl_verify)
+      -- reused_session stays nil, never false (see instagram/ngx.lua): in lua-resty-core 0.1.25
+      -- (Debian 12) a handshake that fails verification at once raises "assertion failed"
+      local called
+      called, ok, err = pcall(sock.sslhandshake, sock, nil, self.server_name or self.host, self.ssl_verify)
+      if not called then ok, err = nil, "certificate verification failed" end
       if not ok then
         conn:close()
         return nil, "TLS handshake failed: " .. tostring(err)
