@@ -29,17 +29,34 @@ static int fail(lua_State *L, const char *what)
     return 2;
 }
 
-/* fs_mkdir(path) -> true: creates the directory 0700 unless it exists as a directory */
+static int refuse(lua_State *L, const char *why)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+}
+
+/* fs_mkdir(path) -> true: creates the directory 0700 (whatever the umask) unless it exists as a
+ * directory. An existing one must belong to this user (or root) and be writable by no one else:
+ * in a directory others can write, they could replace the tokens or plant links. */
 static int l_fs_mkdir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) return fail(L, "mkdir");
+    if (mkdir(path, 0700) == 0) {
+        /* the umask may have taken bits away, even the owner's read (then no fd can be had for
+         * fchmod): the new directory, checked not to be a link, is chmod'ed by name */
+        if (lstat(path, &st) != 0) return fail(L, "lstat");
+        if (!S_ISDIR(st.st_mode)) return refuse(L, "not a directory");
+        if (chmod(path, 0700) != 0) return fail(L, "chmod");
+    } else if (errno != EEXIST) {
+        return fail(L, "mkdir");
+    }
     if (stat(path, &st) != 0) return fail(L, "stat");
-    if (!S_ISDIR(st.st_mode)) {
-        lua_pushnil(L);
-        lua_pushstring(L, "not a directory");
-        return 2;
+    if (!S_ISDIR(st.st_mode)) return refuse(L, "not a directory");
+    if (st.st_uid != geteuid() && st.st_uid != 0) return refuse(L, "the directory belongs to another user");
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        return refuse(L, "the directory is writable by other users (chmod 700 it)");
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -129,9 +146,9 @@ static int l_fs_write_temp(lua_State *L)
     int fd;
     memcpy(tmpl, dir, dlen);
     memcpy(tmpl + dlen, tail, sizeof tail);  /* with the NUL */
-    fd = mkstemp(tmpl);  /* O_EXCL, mode 0600 */
+    fd = mkstemp(tmpl);  /* O_EXCL, mode 0600 less the umask */
     if (fd < 0) return fail(L, "mkstemp");
-    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmpl);
@@ -179,8 +196,11 @@ static int l_fs_lock(lua_State *L)
     h->fd = -1;
     luaL_getmetatable(L, FLOCK_MT);
     lua_setmetatable(L, -2);
-    h->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* never through a link planted in the directory; read-only is enough for flock, and opens
+     * again a lock file that a umask made 0400 */
+    h->fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (h->fd < 0) return fail(L, "open lock file");
+    (void)fchmod(h->fd, 0600);  /* the umask's share back; a file of another user stays as it is */
     do {
         rc = flock(h->fd, LOCK_EX | (wait ? 0 : LOCK_NB));
     } while (rc != 0 && errno == EINTR);

@@ -152,19 +152,28 @@ function Feed:_times(rec)
   return rec
 end
 
+-- A read that Instagram refused with 190 means the keeper's token is dead (the password changed,
+-- access was revoked): the keeper marks it so (on_dead fires once), and no later read sends it.
+function Feed:_failed(token, err)
+  if type(err) == "table" and err.token_invalid and type(self.keeper._rejected) == "function" then
+    self.keeper:_rejected(self.user_id, token, err)
+  end
+  return err
+end
+
 function Feed:_fetch()
   local token, err = self.keeper:token(self.user_id)
   if not token then return nil, err end
   local page
   page, err = self.client:media(token, { fields = self.fields, limit = self.limit })
-  if not page then return nil, err end
+  if not page then return nil, self:_failed(token, err) end
   local items = {}
   for i, item in ipairs(page.data) do items[i] = self:_prepare(item) end
   return self:_times({ items = items, fetched_at = self:_now() })
 end
 
 local function decode(raw)
-  local rec = raw and json.decode(raw)
+  local rec = raw and json.normalize_ids(json.decode(raw)) -- integers under Lua 5.4, as Graph data
   if type(rec) ~= "table" or type(rec.items) ~= "table" or type(rec.fetched_at) ~= "number"
       or type(rec.expires_at) ~= "number" or type(rec.valid_until) ~= "number" then
     return nil
@@ -225,9 +234,10 @@ function Feed:get()
         return view(fresh, false)
       end
       self.store:unlock(self.key, owner)
-      -- Instagram failed: the last good copy, only while its URLs still work
+      -- Instagram failed: the last good copy, only while its URLs still work (now: the failure
+      -- may have taken the client's every try and back-off)
       self:_remember(cur)
-      local copy = self:_local(now)
+      local copy = self:_local(self:_now())
       if copy then
         copy.stale = true
         return copy
@@ -237,6 +247,7 @@ function Feed:get()
     -- another host is refetching: serve stale meanwhile, or wait for its result
     if rec and now < rec.valid_until then return view(rec, true) end
     if i < tries then self.client:_sleep(POLL) end
+    now = self:_now()
     raw, err = self.store:get(self.key)
     if err then return nil, err end
     rec = decode(raw)
@@ -271,7 +282,7 @@ function Feed:refresh_item(media_id)
   if not token then return nil, err end
   local item
   item, err = self.client:get(token, top_id, { fields = self.fields })
-  if not item then return nil, err end
+  if not item then return nil, self:_failed(token, err) end
   item = self:_prepare(item)
   if index then
     -- put it in the cached copy; a concurrent refetch wins (it is at least as fresh)

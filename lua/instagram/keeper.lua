@@ -3,6 +3,7 @@
 -- subcode}. A due token is refreshed under the store's lock "token:<user_id>", so one host of
 -- everything sharing the store refreshes it and the others read the result; a refreshed token is
 -- written with a compare-and-set, so a slow refresher never puts back an older token.
+local core = require "instagram.core"
 local errors = require "instagram.errors"
 local json = require "instagram.json"
 local store_mod = require "instagram.store"
@@ -17,7 +18,7 @@ local POLL = 0.05
 
 local KNOWN = {
   client = true, store = true, within = true, on_dead = true, lock_ttl = true, wait = true,
-  concurrency = true, jitter = true,
+  concurrency = true, jitter = true, retry_after = true,
 }
 
 local function raise(fname, msg)
@@ -60,6 +61,10 @@ function Keeper.new(opts)
     wait = number_opt(fname, opts, "wait", lock_ttl + 1, 0),
     concurrency = concurrency,
     jitter = number_opt(fname, opts, "jitter", 1, 0),
+    -- after a refresh failed (Instagram or the network), the due token is handed out as it is
+    -- for this long, so the callers waiting on that refresh, and the next ones, do not each try
+    -- again against a failing Instagram
+    retry_after = number_opt(fname, opts, "retry_after", 60, 0),
   }, Keeper)
 end
 
@@ -80,7 +85,7 @@ local function check_user_id(fname, user_id)
 end
 
 local function decode_record(raw, user_id)
-  local rec = json.decode(raw)
+  local rec = json.normalize_ids(json.decode(raw)) -- integers under Lua 5.4, as the client gives
   if type(rec) ~= "table" or type(rec.token) ~= "table" or type(rec.token.access_token) ~= "string" then
     return nil, store_mod.error("the stored record of account " .. user_id .. " is not a token record")
   end
@@ -96,6 +101,22 @@ function Keeper:_load(user_id)
   rec, err = decode_record(raw, user_id)
   if not rec then return nil, nil, err end
   return rec, raw
+end
+
+-- a due token whose last refresh failed less than retry_after ago
+function Keeper:_backing_off(rec)
+  local at = tonumber(rec.retry_at)
+  return at ~= nil and self.client:_now() < at
+end
+
+-- Remembers in the record that its refresh failed just now (a compare-and-set: a record that
+-- changed meanwhile, e.g. refreshed by another host, is left as it is).
+function Keeper:_refresh_failed(user_id, rec, raw)
+  if self.retry_after <= 0 then return end
+  local copy = {}
+  for k, v in pairs(rec) do copy[k] = v end
+  copy.retry_at = self.client:_now() + self.retry_after
+  self.store:cas(KEY_PREFIX .. user_id, raw, json.encode(copy))
 end
 
 -- "dead", "expired" (dead without asking), "fresh", "due"
@@ -167,6 +188,21 @@ function Keeper:_store_refreshed(user_id, raw, new)
   return new
 end
 
+-- Instagram rejected `token` (190: revoked, password changed, expired) on some other call than a
+-- refresh, e.g. the feed's media read: the account is marked dead (once; on_dead fires) when the
+-- store still holds that very token, so it is never sent again. -> true when marked; false when
+-- the error does not kill a token or the store holds another token now; nil, err (kind store).
+function Keeper:_rejected(user_id, token, err)
+  if not is_dead_error(err) or type(token) ~= "table" or type(token.access_token) ~= "string" then return false end
+  local rec, raw, lerr = self:_load(user_id)
+  if lerr then return nil, lerr end
+  if not rec or rec.state == "dead" or #rec.token.access_token ~= #token.access_token
+      or not core.constant_time_equal(rec.token.access_token, token.access_token) then
+    return false
+  end
+  return self:_mark_dead(user_id, rec, raw, err)
+end
+
 function Keeper:add(token)
   local fname = "keeper:add"
   check_self(fname, self)
@@ -192,6 +228,7 @@ function Keeper:_refresh_locked(user_id)
   local state = self:_state(rec)
   if state == "dead" then return nil, dead_error(rec, user_id) end
   if state == "fresh" then return rec.token end -- another host refreshed it meanwhile
+  if state == "due" and self:_backing_off(rec) then return rec.token end -- or just failed to
   if state == "expired" then
     local e = expired_error()
     local ok, serr = self:_mark_dead(user_id, rec, raw, e)
@@ -210,6 +247,7 @@ function Keeper:_refresh_locked(user_id)
       end
       return nil, rerr
     end
+    self:_refresh_failed(user_id, rec, raw)
     return nil, rerr, rec.token -- a failure worth trying again: the old token may still serve
   end
   return self:_store_refreshed(user_id, raw, new)
@@ -224,7 +262,7 @@ function Keeper:token(user_id)
   if not rec then return nil, store_mod.error("no token stored for account " .. user_id) end
   local state = self:_state(rec)
   if state == "dead" then return nil, dead_error(rec, user_id) end
-  if state == "fresh" then return rec.token end
+  if state == "fresh" or (state == "due" and self:_backing_off(rec)) then return rec.token end
 
   local lock_key = KEY_PREFIX .. user_id
   local tries = math.max(1, math.ceil(self.wait / POLL))
@@ -247,6 +285,7 @@ function Keeper:token(user_id)
     state = self:_state(rec)
     if state == "dead" then return nil, dead_error(rec, user_id) end
     if state == "fresh" then return rec.token end
+    if state == "due" and self:_backing_off(rec) then return rec.token end -- the holder's refresh failed
   end
   if state == "due" then return rec.token end -- not refreshed in time, but still valid
   return nil, errors.new("timeout", "waited too long for another host to refresh the token of account " .. user_id)
@@ -336,6 +375,7 @@ function Keeper:sweep()
           counts[outcome] = counts[outcome] + 1
         else
           counts.failed = counts.failed + 1
+          self:_refresh_failed(g.user_id, g.rec, g.raw)
         end
         self.store:unlock(KEY_PREFIX .. g.user_id, g.owner)
       end

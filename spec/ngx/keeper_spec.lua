@@ -182,6 +182,18 @@ describe("keeper and feed across nginx hosts #nginx", function()
     assert.is_table(f:token_info(new.access_token))
   end)
 
+  it("2 x 8 concurrent keeper:token, Instagram failing: 1 refresh request, all 16 get the token that works", function()
+    local old = add_due_token("7101")
+    f:fault("/refresh_access_token", { status = 500, delay = 0.3 })
+    local res = parallel(fleet_urls("/t/token?user_id=7101", 8))
+    assert.equal(1, #f:log("/refresh_access_token"))
+    for i, r in ipairs(res) do
+      local out = cjson.decode(r.body)
+      assert.is_nil(out.err, r.body)
+      assert.equal(old.access_token, out.token, "request " .. i)
+    end
+  end)
+
   it("2 x 8 concurrent feed gets, cold then stale: exactly 1 media fetch each time", function()
     add_due_token(USER_ID)
     local s = local_store()
@@ -295,9 +307,13 @@ describe("keeper and feed across nginx hosts #nginx", function()
       assert.is_nil(out.err)
       assert.is_true(out.set)
       assert.equal("v", out.get)
-      local bad = call(hosts[1], "redis_tls", { port = tls.port, name = "wrong.example" })
-      assert.equal("store", bad.err.kind)
-      assert.matches("TLS", bad.err.message)
+      -- a handshake that fails verification at once makes Debian's lua-resty-core raise
+      -- ("assertion failed"), on some tries only: each of 12 must be a store error
+      for _ = 1, 12 do
+        local bad = call(hosts[1], "redis_tls", { port = tls.port, name = "wrong.example" })
+        assert.equal("store", bad.err.kind)
+        assert.matches("TLS", bad.err.message)
+      end
     end)
     tls:stop()
     assert(ok, err)

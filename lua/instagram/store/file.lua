@@ -10,9 +10,11 @@ File.__index = File
 
 local KNOWN = { dir = true, _before_commit = true }
 
--- "token:123" -> "token%3A123": keys become safe file names, and back
+-- "token:123" -> "token%3A123": keys become safe file names, and back. A leading dot is encoded
+-- too, so no key is hidden among the dot files (temp files, "..") that keys() skips.
 local function encode_key(key)
-  return (key:gsub("[^%w_.-]", function(c) return string.format("%%%02X", c:byte()) end))
+  local name = key:gsub("[^%w_.-]", function(c) return string.format("%%%02X", c:byte()) end)
+  return (name:gsub("^%.", "%%2E"))
 end
 
 local function decode_name(name)

@@ -52,13 +52,26 @@ function Redis.new(opts)
   if type(host) ~= "string" or host == "" or host:find("[%s%z]") then
     store.raise(fname, "host must be a host name or address")
   end
+  -- math.floor makes a Lua 5.4 integer of a float such as 6379.0 (a JSON config gives floats),
+  -- which would go out as "6379.0"
   local port = opts.port or 6379
   if type(port) ~= "number" or port ~= math.floor(port) or port < 1 or port > 65535 then
     store.raise(fname, "port must be an integer 1-65535")
   end
+  port = math.floor(port)
   local db = opts.db or 0
-  if type(db) ~= "number" or db ~= math.floor(db) or db < 0 then
+  if type(db) ~= "number" or db ~= math.floor(db) or db < 0 or db >= 2 ^ 31 then
     store.raise(fname, "db must be a non-negative integer")
+  end
+  db = math.floor(db)
+  local pool_size = opts.pool_size or 32
+  if type(pool_size) ~= "number" or pool_size ~= math.floor(pool_size) or pool_size < 1 or pool_size >= 2 ^ 31 then
+    store.raise(fname, "pool_size must be a positive integer")
+  end
+  for _, key in ipairs({ "server_name", "ca_file" }) do
+    if opts[key] ~= nil and (type(opts[key]) ~= "string" or opts[key] == "") then
+      store.raise(fname, key .. " must be a non-empty string")
+    end
   end
   local prefix = opts.prefix or "instagram:"
   if type(prefix) ~= "string" or prefix:find("[%s%z]") then
@@ -81,7 +94,7 @@ function Redis.new(opts)
     connect_timeout = seconds(fname, opts, "connect_timeout", timeout),
     read_timeout = seconds(fname, opts, "read_timeout", timeout),
     keepalive = seconds(fname, opts, "keepalive", 60),
-    pool_size = opts.pool_size or 32,
+    pool_size = math.floor(pool_size),
   }, Redis)
   private[self] = { password = opts.password, password_env = opts.password_env }
   return self
@@ -139,7 +152,11 @@ function Redis:_connect()
     fresh = (conn:get_reused_times() or 0) == 0
     if fresh and self.ssl then
       local sock = rawget(conn, "_sock")
-      ok, err = sock:sslhandshake(nil, self.server_name or self.host, self.ssl_verify)
+      -- reused_session stays nil, never false (see instagram/ngx.lua): in lua-resty-core 0.1.25
+      -- (Debian 12) a handshake that fails verification at once raises "assertion failed"
+      local called
+      called, ok, err = pcall(sock.sslhandshake, sock, nil, self.server_name or self.host, self.ssl_verify)
+      if not called then ok, err = nil, "certificate verification failed" end
       if not ok then
         conn:close()
         return nil, "TLS handshake failed: " .. tostring(err)
@@ -148,7 +165,7 @@ function Redis:_connect()
     conn:set_timeout(self.read_timeout * 1000)
     conn.ig_pooled = true
   else
-    if self.conn then return self.conn end
+    if self.conn then return self.conn, true end
     local resp = require "instagram.store.resp"
     local err
     conn, err = resp.connect({
@@ -182,11 +199,26 @@ function Redis:_connect()
   return conn
 end
 
+-- A kept connection that the server closed while it sat idle (Redis restarted, or its `timeout`
+-- dropped it): the command never reached a server, so it is sent again on a new connection.
+local function lost_idle(err)
+  err = tostring(err):lower()
+  return err == "closed" or err:find("reset", 1, true) ~= nil or err:find("broken pipe", 1, true) ~= nil
+end
+
 -- run(what, fn): fn(conn) -> result, or nil/false, err; the connection goes back to the pool after
 function Redis:_run(what, fn)
-  local conn, err = self:_connect()
-  if not conn then return self:_fail("connect", err) end
+  local conn, kept = self:_connect()
+  if not conn then return self:_fail("connect", kept) end
   local res, rerr = fn(conn)
+  if res == nil and kept and lost_idle(rerr) then
+    conn:close()
+    self.conn = nil
+    local err
+    conn, err = self:_connect()
+    if not conn then return self:_fail("connect", err) end
+    res, rerr = fn(conn)
+  end
   if res == nil or res == false then
     if conn.ig_pooled then conn:close() end
     return self:_fail(what, rerr)
@@ -243,8 +275,12 @@ function Redis:keys(prefix)
       local page, e = c:scan(cursor, "MATCH", glob_escape(base .. prefix) .. "*", "COUNT", 200)
       if type(page) ~= "table" then return nil, e end
       cursor = page[1]
-      for _, k in ipairs(type(page[2]) == "table" and page[2] or {}) do
-        if not seen[k] then
+      -- a reply that is not [cursor, [names]] would loop or raise: a store error instead
+      if type(cursor) ~= "string" or not cursor:match("^%d+$") or type(page[2]) ~= "table" then
+        return nil, "unexpected SCAN reply"
+      end
+      for _, k in ipairs(page[2]) do
+        if type(k) == "string" and k:sub(1, #base) == base and not seen[k] then
           seen[k] = true
           out[#out + 1] = k:sub(#base + 1)
         end

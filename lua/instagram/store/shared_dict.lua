@@ -1,5 +1,5 @@
 -- instagram.store.shared_dict{dict = "name"}: a store in an ngx.shared dict, for the workers of
--- one nginx host. Locks are dict:add with an expiry. Each dict call is atomic across workers;
+-- one nginx host. Locks are dict:safe_add with an expiry. Each dict call is atomic across workers;
 -- cas and unlock are a read then a write in one worker without a yield between them. Values live
 -- under "v:<key>", locks under "l:<key>", so no key can pose as a lock.
 local store = require "instagram.store"
@@ -82,7 +82,8 @@ function Dict:lock(key, ttl)
   store.check_key("store:lock", key)
   store.check_ttl("store:lock", ttl)
   local owner = store.owner()
-  local ok, err = self.dict:add("l:" .. key, owner, ttl)
+  -- safe_add: a full dict fails the lock rather than evict another key (a token) to make room
+  local ok, err = self.dict:safe_add("l:" .. key, owner, ttl)
   if ok then return owner end
   if err == "exists" then return false end
   return failed("lock", err)
