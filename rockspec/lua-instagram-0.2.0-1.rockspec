@@ -34,7 +34,7 @@ build = {
     ["instagram.core"] = {
       sources = {
         "src/core.c", "src/url.c", "src/exactid.c", "src/crypto.c", "src/signed.c", "src/session.c",
-        "src/utf8.c", "src/webhook.c", "src/fileio.c", "src/cli_fs.c",
+        "src/utf8.c", "src/webhook.c", "src/fileio.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(CRYPTO_INCDIR)", "src" },

@@ -9,7 +9,7 @@ local json = require "instagram.json"
 local instagram = require "instagram"
 
 local function mode_of(path)
-  local mode, kind = core.file_mode(path)
+  local mode, kind = core.fs_mode(path)
   return { mode, kind }
 end
 
@@ -186,7 +186,7 @@ describe("instagram command against the fake", function()
       assert.matches("^https://127%.0%.0%.1:%d+/oauth/authorize%?client_id=684477648739411&", url)
       assert.matches("Logged in as jayposiris (17841405793187219), basic_display API.", r.stdout, 1, true)
       assert.matches("Long%-lived token, expires %d+%-%d+%-%d+ %d+:%d+ UTC %(in 60 days%)", r.stdout)
-      assert.equal(384, (core.file_mode(token_file))) -- 0600
+      assert.equal(384, (core.fs_mode(token_file))) -- 0600
       local t, text = stored()
       assert.matches('"user_id":"17841405793187219"', text, 1, true)
       assert.equal("jayposiris", t.username)
@@ -298,7 +298,7 @@ describe("instagram command against the fake", function()
       assert.equal("instagram: no long-lived token: api error 2 (OAuthException): An unexpected error has occurred. "
         .. "Please retry your request later.; the token from the code was saved to " .. token_file, one_line(r))
       assert.equal("short", f:token_info(stored().access_token).kind)
-      assert.equal(384, (core.file_mode(token_file)))
+      assert.equal(384, (core.fs_mode(token_file)))
       assert.equal(1, exchanges())
     end)
 
@@ -367,7 +367,7 @@ describe("instagram command against the fake", function()
         issued_at = now - age, expires_in = info.expires_at - info.issued_at,
       }
       t.expires_at = t.issued_at + t.expires_in
-      assert(core.write_private(token_file, json.encode(t)))
+      assert(core.fs_write(token_file, json.encode(t)))
       return t
     end
     -- graph flags only: the token file carries the app and the API
@@ -410,7 +410,7 @@ describe("instagram command against the fake", function()
       assert.is_true(new.expires_at >= os.time() + 59 * 86400)
       assert.equal("jayposiris", new.username)
       assert.equal("basic_display", new.api)
-      assert.equal(384, (core.file_mode(token_file)))
+      assert.equal(384, (core.fs_mode(token_file)))
       assert.is_true(f:token_info(t.access_token).expires_at >= new.expires_at - 5)
     end)
 
@@ -513,7 +513,7 @@ describe("instagram command against the fake", function()
       assert.equal("instagram: no token stored in " .. token_file .. " (run: instagram login)", one_line(r))
       local t = store(2 * 86400)
       t.access_token = "IGQVJunknown" .. string.rep("x", 40)
-      assert(core.write_private(token_file, json.encode(t)))
+      assert(core.fs_write(token_file, json.encode(t)))
       r = run(gflags({ "me" }), { env = {} })
       assert.equal(3, r.code)
       assert.matches("^instagram: api error 190 %(OAuthException%): .* %(run: instagram login%)$", one_line(r))
@@ -550,7 +550,7 @@ describe("instagram command against the fake", function()
     local function store_token()
       local access_token = f:issue_token("jayposiris", { kind = "long", age = 2 * 86400 })
       local now = os.time()
-      assert(core.write_private(token_file, json.encode({
+      assert(core.fs_write(token_file, json.encode({
         access_token = access_token, user_id = "17841405793187219", username = "jayposiris", api = "basic_display",
         issued_at = now - 2 * 86400, expires_in = 5184000, expires_at = now - 2 * 86400 + 5184000,
       })))

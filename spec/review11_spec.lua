@@ -58,6 +58,27 @@ describe("review 11: file store", function()
     end
   end)
 
+  it("the instagram command's token file, through the same functions: 0700 directories and a 0600 "
+    .. "file under umask 0277 or 0777", function()
+    local function mode_kind(path)
+      local mode, kind = core.fs_mode(path)
+      return { mode, kind }
+    end
+    for _, umask in ipairs({ "0277", "0777" }) do
+      local dir = tmpdir()
+      local out = run_with_umask(umask, string.format([[
+        local tokenfile = require("instagram.cli.tokenfile")
+        print("save", tokenfile.save(%q, { access_token = "IGQVJx" }))
+        print("again", tokenfile.save(%q, { access_token = "IGQVJy" }))
+      ]], dir .. "/a/b/token.json", dir .. "/a/b/token.json"))
+      assert.equal("save\ttrue\nagain\ttrue\n", out, umask)
+      assert.same({ tonumber("700", 8), "dir" }, mode_kind(dir .. "/a"), umask)
+      assert.same({ tonumber("700", 8), "dir" }, mode_kind(dir .. "/a/b"), umask)
+      assert.same({ tonumber("600", 8), "file" }, mode_kind(dir .. "/a/b/token.json"), umask)
+      assert.same({ "token.json" }, core.fs_list(dir .. "/a/b"), umask)
+    end
+  end)
+
   it("refuses a directory that other users can write, with a store error and no raise", function()
     for _, mode in ipairs({ "0777", "1777", "0770" }) do
       local dir = tmpdir() .. "/shared"

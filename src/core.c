@@ -12,6 +12,5 @@ int luaopen_instagram_core(lua_State *L)
     ig_open_utf8(L);
     ig_open_webhook(L);
     ig_open_fileio(L);
-    ig_open_cli_fs(L);
     return 1;
 }

@@ -1,7 +1,9 @@
-/* The file store's few system calls that plain Lua lacks: a private directory
- * (0700), its listing, crash-safe writes (a 0600 temp file, fsync, rename,
- * fsync of the directory) and flock locks that the kernel drops when their
- * holder dies. Failures return nil, message; misuse raises. */
+/* The few system calls that plain Lua lacks, for the file store (lua/instagram/store/file.lua) and
+ * the `instagram` command (its token file, export): a file's mode, kind and owner, a private
+ * directory (0700), a directory's listing, crash-safe private writes (a 0600 temp file whatever the
+ * umask, fsync, rename, fsync of the directory), flock locks that the kernel drops when their holder
+ * dies, and isatty. Failures return nil, "what: strerror", "missing" (ENOENT) or "error"; misuse
+ * raises. */
 #define _DEFAULT_SOURCE /* flock(2) is BSD, outside _POSIX_C_SOURCE */
 #include "ig.h"
 
@@ -26,14 +28,16 @@ static int fail(lua_State *L, const char *what)
     int e = errno;
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", what, strerror(e));
-    return 2;
+    lua_pushstring(L, e == ENOENT ? "missing" : "error");
+    return 3;
 }
 
 static int refuse(lua_State *L, const char *why)
 {
     lua_pushnil(L);
     lua_pushstring(L, why);
-    return 2;
+    lua_pushliteral(L, "error");
+    return 3;
 }
 
 /* fs_mkdir(path) -> true: creates the directory 0700 (whatever the umask) unless it exists as a
@@ -62,14 +66,17 @@ static int l_fs_mkdir(lua_State *L)
     return 1;
 }
 
-/* fs_mode(path) -> permission bits (st_mode & 07777) */
+/* fs_mode(path) -> permission bits (st_mode & 07777), "file"|"dir"|"other", owner uid; stat(2),
+ * so a link is followed */
 static int l_fs_mode(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (stat(path, &st) != 0) return fail(L, "stat");
     lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
-    return 1;
+    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : "other");
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    return 3;
 }
 
 /* The open directory lives in a userdata whose __gc closes it, so a memory error raised while the
@@ -135,32 +142,74 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
+/* Writes data to a new file made from the template tmpl (ending in XXXXXX, changed in place): O_EXCL,
+ * 0600 whatever the umask, every byte, fsync, close. 0, or -1 with errno set, *what naming the step
+ * and no file left. */
+static int write_temp(char *tmpl, const char *data, size_t len, const char **what)
+{
+    int fd = mkstemp(tmpl);  /* O_EXCL, mode 0600 less the umask */
+    if (fd < 0) {
+        *what = "mkstemp";
+        return -1;
+    }
+    if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        *what = "write";
+        close(fd);
+        unlink(tmpl);
+        errno = e;
+        return -1;
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        *what = "close";
+        unlink(tmpl);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Renames tmp over path, then syncs dir so the rename lasts. 0, or -1 with errno set and *what
+ * naming the step: "rename" (tmp is still there), "open directory" or "fsync directory". */
+static int commit(const char *tmp, const char *path, const char *dir, const char **what)
+{
+    int fd;
+    if (rename(tmp, path) != 0) {
+        *what = "rename";
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *what = "open directory";
+        return -1;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        *what = "fsync directory";
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static const char TEMP_TAIL[] = ".tmp-XXXXXX";
+
 /* fs_write_temp(dir, data) -> path of a new 0600 file in dir holding data, synced to disk */
 static int l_fs_write_temp(lua_State *L)
 {
     size_t dlen, len;
     const char *dir = luaL_checklstring(L, 1, &dlen);
     const char *data = luaL_checklstring(L, 2, &len);
-    static const char tail[] = "/.tmp-XXXXXX";
-    char *tmpl = (char *)lua_newuserdata(L, dlen + sizeof tail);  /* freed by the GC, even on error */
-    int fd;
+    /* dir "/" TEMP_TAIL, freed by the GC, even on error */
+    char *tmpl = (char *)lua_newuserdata(L, dlen + 1 + sizeof TEMP_TAIL);
+    const char *what;
     memcpy(tmpl, dir, dlen);
-    memcpy(tmpl + dlen, tail, sizeof tail);  /* with the NUL */
-    fd = mkstemp(tmpl);  /* O_EXCL, mode 0600 less the umask */
-    if (fd < 0) return fail(L, "mkstemp");
-    if (fchmod(fd, 0600) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmpl);
-        errno = e;
-        return fail(L, "write");
-    }
-    if (close(fd) != 0) {
-        int e = errno;
-        unlink(tmpl);
-        errno = e;
-        return fail(L, "close");
-    }
+    tmpl[dlen] = '/';
+    memcpy(tmpl + dlen + 1, TEMP_TAIL, sizeof TEMP_TAIL);  /* with the NUL */
+    if (write_temp(tmpl, data, len, &what) != 0) return fail(L, what);
     lua_pushstring(L, tmpl);
     return 1;
 }
@@ -171,17 +220,44 @@ static int l_fs_commit(lua_State *L)
     const char *tmp = luaL_checkstring(L, 1);
     const char *path = luaL_checkstring(L, 2);
     const char *dir = luaL_checkstring(L, 3);
-    int fd;
-    if (rename(tmp, path) != 0) return fail(L, "rename");
-    fd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(L, "open directory");
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return fail(L, "fsync directory");
+    const char *what;
+    if (commit(tmp, path, dir, &what) != 0) return fail(L, what);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs_write(path, data) -> true: fs_write_temp in path's directory, then fs_commit over path; the
+ * temp file is removed on failure. For one-shot writers (the token file, export's files). */
+static int l_fs_write(lua_State *L)
+{
+    size_t plen, len, cut;
+    const char *path = luaL_checklstring(L, 1, &plen);
+    const char *data = luaL_checklstring(L, 2, &len);
+    const char *slash = strrchr(path, '/');
+    const char *dir, *what;
+    char *tmpl;
+    if (strlen(path) != plen) {  /* a NUL inside: no such name (rename would cut it short) */
+        errno = EINVAL;
+        return fail(L, "mkstemp");
     }
-    close(fd);
+    cut = slash != NULL ? (size_t)(slash - path) + 1 : 0;  /* the directory part, with its '/' */
+    /* path's directory: "." without a slash, "/" for a file at the root */
+    if (slash == NULL) dir = ".";
+    else if (slash == path) dir = "/";
+    else {
+        lua_pushlstring(L, path, (size_t)(slash - path));  /* returns void in Lua 5.1 */
+        dir = lua_tostring(L, -1);
+    }
+    tmpl = (char *)lua_newuserdata(L, cut + sizeof TEMP_TAIL);
+    memcpy(tmpl, path, cut);
+    memcpy(tmpl + cut, TEMP_TAIL, sizeof TEMP_TAIL);
+    if (write_temp(tmpl, data, len, &what) != 0) return fail(L, what);
+    if (commit(tmpl, path, dir, &what) != 0) {
+        int e = errno;
+        if (strcmp(what, "rename") == 0) unlink(tmpl);  /* after the rename the name is not ours */
+        errno = e;
+        return fail(L, what);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -232,6 +308,14 @@ static int l_flock_unlock(lua_State *L)
     return 1;
 }
 
+/* fs_isatty(fd) -> boolean: 0 stdin, 1 stdout, 2 stderr */
+static int l_fs_isatty(lua_State *L)
+{
+    lua_Integer fd = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, fd >= 0 && fd <= 1024 && isatty((int)fd) == 1);
+    return 1;
+}
+
 void ig_open_fileio(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
@@ -240,7 +324,9 @@ void ig_open_fileio(lua_State *L)
         {"fs_list", l_fs_list},
         {"fs_write_temp", l_fs_write_temp},
         {"fs_commit", l_fs_commit},
+        {"fs_write", l_fs_write},
         {"fs_lock", l_fs_lock},
+        {"fs_isatty", l_fs_isatty},
         {NULL, NULL}
     };
     static const luaL_Reg methods[] = {

@@ -19,7 +19,6 @@ void ig_open_session(lua_State *L);
 void ig_open_utf8(lua_State *L);
 void ig_open_webhook(lua_State *L);
 void ig_open_fileio(lua_State *L);
-void ig_open_cli_fs(lua_State *L);
 
 /* url.c. Decodes len bytes of in into out (room for len bytes is enough);
  * malformed %-sequences are copied. Returns the decoded length. */

@@ -123,7 +123,7 @@ local function check_sessions(i)
   if i % 2 == 0 then s:close() end -- else the collector closes it
 end
 
--- files of the cli_fs and download paths
+-- files of the fileio and download paths
 local FS_DIR = require("spec.support.nginx").mktemp_dir("valgrind-fs")
 
 local fake, fake_sessions
@@ -182,21 +182,23 @@ local function check_fake(i)
   fake_calls = fake_calls + 10
 end
 
--- the token-file helpers of the instagram command (src/cli_fs.c), every 10th iteration
+-- the one-shot file helpers of the instagram command (src/fileio.c), every 10th iteration
 local function check_files(i)
   local path = FS_DIR .. "/d" .. (i % 3) .. "/token.json"
-  assert(core.mkdir_private(FS_DIR .. "/d" .. (i % 3)) ~= nil)
-  assert(core.write_private(path, '{"access_token":"IGQVJ' .. i .. '"}') == true)
-  local mode, kind = core.file_mode(path)
-  assert(mode == 384 and kind == "file")
-  local none, msg, why = core.file_mode(FS_DIR .. "/missing")
+  assert(core.fs_mkdir(FS_DIR .. "/d" .. (i % 3)) == true)
+  assert(core.fs_write(path, '{"access_token":"IGQVJ' .. i .. '"}') == true)
+  local mode, kind, uid = core.fs_mode(path)
+  assert(mode == 384 and kind == "file" and type(uid) == "number")
+  local none, msg, why = core.fs_mode(FS_DIR .. "/missing")
   assert(none == nil and msg and why == "missing")
-  none = core.write_private(FS_DIR .. "/missing/token.json", "x")
+  none, msg, why = core.fs_write(FS_DIR .. "/missing/token.json", "x")
+  assert(none == nil and msg and why == "missing")
+  none = core.fs_write(path .. "\0x", "x")
   assert(none == nil)
-  none = core.mkdir_private(FS_DIR .. "/missing/a")
+  none = core.fs_mkdir(FS_DIR .. "/missing/a")
   assert(none == nil)
-  assert(type(core.isatty(2)) == "boolean")
-  raises(core.write_private, path, nil)
+  assert(type(core.fs_isatty(2)) == "boolean")
+  raises(core.fs_write, path, nil)
 end
 
 start_fake()

@@ -69,7 +69,7 @@ function M.run(ig, token, dir, opts)
     files_of(item, files)
   end
   local jsonl = table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
-  local wrote, werr = core.write_private(dir .. "/media.jsonl", jsonl)
+  local wrote, werr = core.fs_write(dir .. "/media.jsonl", jsonl)
   if not wrote then return nil, "cannot write " .. dir .. "/media.jsonl: " .. tostring(werr) end
 
   local manifest
@@ -99,7 +99,7 @@ function M.run(ig, token, dir, opts)
       #files, human(total_bytes), human(total_bytes / secs)))
   end
   local function save_manifest()
-    return core.write_private(dir .. "/" .. MANIFEST, json.encode(manifest))
+    return core.fs_write(dir .. "/" .. MANIFEST, json.encode(manifest))
   end
 
   local group = opts.concurrency * 2

@@ -244,7 +244,7 @@ end
 -- the client
 
 local function read_secret_file(path)
-  local mode = instagram.core.file_mode(path)
+  local mode = instagram.core.fs_mode(path)
   if mode and mode % 64 ~= 0 then
     io.stderr:write(string.format("instagram: warning: the app secret file %s can be read by other users "
       .. "(mode %04o); run chmod 600 %s\n", path, mode, path))
@@ -364,7 +364,7 @@ function commands.login(ctx)
   local url, state = ig:authorize_url()
   out("Open this URL in a browser, log in and allow access:\n", url, "\n")
   io.stdout:flush()
-  if instagram.core.isatty(0) then
+  if instagram.core.fs_isatty(0) then
     io.stderr:write("Paste the URL you were redirected to (or just the code)", ctx.fake and
       ", or press Enter to let the fake play the browser" or "", ": ")
     io.stderr:flush()
@@ -495,7 +495,7 @@ function commands.media(ctx)
   local a = ctx.args
   local t = load_token(ctx)
   local ig = new_client(ctx, {})
-  local progress = a.all and instagram.core.isatty(2)
+  local progress = a.all and instagram.core.fs_isatty(2)
   local opts = { fields = a.fields, limit = a.page_size }
   if not opts.limit and a.limit and a.limit <= 100 then opts.limit = a.limit end
   local page, err = ig:media(t, opts)
@@ -528,7 +528,7 @@ function commands.export(ctx)
   local ig = new_client(ctx, {})
   local hosts = (a.cdn_host and #a.cdn_host > 0 and a.cdn_host) or (ctx.fake and { "127.0.0.1" }) or nil
   local summary, msg, err = require("instagram.cli.export").run(ig, t, a.dir, {
-    hosts = hosts, concurrency = a.concurrency or 4, progress = instagram.core.isatty(2), clock = os.time,
+    hosts = hosts, concurrency = a.concurrency or 4, progress = instagram.core.fs_isatty(2), clock = os.time,
     encode = function(v) return M.encode(M.redact(v, t.access_token)) end,
     mkdirs = tokenfile.mkdirs,
   })

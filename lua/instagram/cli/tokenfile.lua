@@ -1,5 +1,5 @@
 -- The token file of the `instagram` command: a token table as JSON, mode 0600, written
--- atomically (src/cli_fs.c), refused when other users can read it.
+-- atomically (src/fileio.c), refused when other users can read it.
 local core = require "instagram.core"
 local json = require "instagram.json"
 
@@ -23,7 +23,7 @@ end
 
 -- load(path) -> token table | nil, message, why ("missing", "unsafe", "bad")
 function M.load(path)
-  local mode, what, why = core.file_mode(path)
+  local mode, what, why = core.fs_mode(path)
   if not mode then
     if why == "missing" then
       return nil, "no token stored in " .. path .. " (run: instagram login)", "missing"
@@ -56,15 +56,15 @@ end
 local function make_parents(path)
   local dir = path:match("^(.*)/[^/]*$")
   if not dir or dir == "" then return true end
-  local mode, what = core.file_mode(dir)
+  local mode, what = core.fs_mode(dir)
   if mode then
     if what ~= "dir" then return nil, dir .. " is not a directory" end
     return true
   end
   local ok, err = make_parents(dir)
   if not ok then return nil, err end
-  local made, merr = core.mkdir_private(dir)
-  if made == nil then return nil, "cannot create " .. dir .. ": " .. tostring(merr) end
+  local made, merr = core.fs_mkdir(dir)
+  if not made then return nil, "cannot create " .. dir .. ": " .. tostring(merr) end
   return true
 end
 
@@ -85,7 +85,7 @@ function M.save(path, token)
   if not text then return nil, "cannot encode the token" end
   local ok, err = make_parents(path)
   if not ok then return nil, err end
-  local done, werr = core.write_private(path, text .. "\n")
+  local done, werr = core.fs_write(path, text .. "\n")
   if not done then return nil, "cannot write the token file " .. path .. ": " .. tostring(werr) end
   return true
 end
