@@ -3,11 +3,16 @@
 # build/lua<V>/ (build/5.1 is LuaJIT's); busted runs with the lua51/lua52/lua53 profiles of .busted.
 # The in-nginx specs (tag nginx) run nginx's own LuaJIT, whatever busted runs on: make test has them.
 MATRIX_LUAS  ?= 5.1 5.2 5.3
-MATRIX_CORES  = $(foreach v,$(MATRIX_LUAS),build/lua$(v)/instagram/core.so)
+MATRIX_CORES  = $(foreach v,$(MATRIX_LUAS),build/lua$(v)/instagram/core.so build/lua$(v)/ig_testfork.so)
 
 build/lua%/instagram/core.so: $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) -I/usr/include/lua$* -shared -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
+
+# the fork specs' test-only helper (mk/testfork.mk), for each interpreter
+build/lua%/ig_testfork.so: tools/testfork/testfork.c mk/testfork.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -I/usr/include/lua$* -shared -o $@ $<
 
 .PHONY: build-matrix test-all
 

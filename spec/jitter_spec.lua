@@ -23,7 +23,7 @@ local function delays(lua, build)
   fh:write("ROOT = '", root, "'\nBUILD = '", build, "'\n", CHILD)
   fh:close()
   local p = assert(io.popen(lua .. " " .. script .. " 2>&1"))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   os.remove(script)
   local list = {}
