@@ -77,6 +77,55 @@ local function is_token(s)
   return s ~= "" and not s:find("[^%w!#$%%&'*+%-.^_`|~]")
 end
 
+local byte, find, sub, lower, match = string.byte, string.find, string.sub, string.lower, string.match
+local MAX_CACHED_NAMES = 256
+
+-- true when s holds a byte of 0-32 or 127 (controls and space). A byte loop: LuaJIT compiles it
+-- to a tight loop, where a pattern class ("[%z\1-\32\127]") costs ~25 ns a byte in the matcher,
+-- and a request target carries the whole token.
+local function has_ctl_or_space(s)
+  for i = 1, #s do
+    local b = byte(s, i)
+    if b <= 32 or b == 127 then return true end
+  end
+  return false
+end
+
+-- true when s holds CR, LF or NUL (plain searches: no pattern matcher)
+local function has_crlf_nul(s)
+  return find(s, "\r", 1, true) ~= nil or find(s, "\n", 1, true) ~= nil or find(s, "\0", 1, true) ~= nil
+end
+
+-- response header names seen: name as received -> lower-case name, or false (not a token).
+-- Bounded: a server that sends many distinct names only makes the later ones uncached.
+local response_names, response_names_count = {}, 0
+
+local function response_name(name)
+  local lname = response_names[name]
+  if lname == nil then
+    lname = is_token(name) and lower(name) or false
+    if response_names_count < MAX_CACHED_NAMES then
+      response_names[name], response_names_count = lname, response_names_count + 1
+    end
+  end
+  return lname
+end
+
+-- header names the transport has validated: name -> lower-case name, or false (not a token);
+-- request header names come from code, so the set stays small (bounded anyway)
+local request_names, request_names_count = {}, 0
+
+local function request_name(name)
+  local lname = request_names[name]
+  if lname == nil then
+    lname = is_token(name) and lower(name) or false
+    if request_names_count < MAX_CACHED_NAMES then
+      request_names[name], request_names_count = lname, request_names_count + 1
+    end
+  end
+  return lname
+end
+
 local function seconds(fname, index, v, default, what)
   if v == nil then return default end
   if type(v) ~= "number" or v ~= v or v < 0 or v > 2147483 then
@@ -84,6 +133,9 @@ local function seconds(fname, index, v, default, what)
   end
   return v
 end
+
+local split_url -- below
+local AUTHORITY_ENDS = { "/", "?", "#" }
 
 -- url -> {scheme, host, port, connect_host, authority, target} or nil, message (never the query)
 local function parse_url(url)
@@ -130,6 +182,71 @@ local function parse_url(url)
   }
 end
 
+-- What a transport keeps per origin ("scheme://authority"), built on the first request to it:
+-- the parsed URL parts, the scheme check, the Host and default User-Agent lines, where, the pool
+-- names and connect options. Bounded: a transport that sees many origins starts over.
+local MAX_ORIGINS = 64
+
+local function origin_entry(self, key)
+  local u, err = parse_url(key)
+  if not u then return { error = err } end
+  local opts = self.opts
+  local e = u
+  if u.scheme ~= "https" and not (u.scheme == "http" and opts.allow_http) then
+    e.scheme_error = opts.allow_http
+      and "URL scheme not allowed: only https and http URLs are accepted"
+      or "URL scheme not allowed: only https URLs are accepted (allow_http is off)"
+  end
+  e.host_line = "Host: " .. u.authority .. "\r\n"
+  local ua = opts.user_agent
+  e.ua_line = (ua and ua ~= "") and ("User-Agent: " .. ua .. "\r\n") or ""
+  e.where = u.scheme .. "://" .. u.authority
+  e.pool = concat({ "instagram", u.scheme, u.host, u.port,
+    u.scheme == "https" and ("verify:" .. (opts.ca_file or "lua_ssl_trusted_certificate")) or "plain" }, "|")
+  e.pool_fresh = e.pool .. "|fresh"
+  e.connect_pooled = { pool = e.pool }
+  e.connect_fresh = { pool = e.pool_fresh }
+  return e
+end
+
+-- url -> origin entry, request target | nil, nil, message: parse_url's answers, with the origin
+-- part parsed once per transport and the target (which carries the query, and so the token)
+-- checked with plain searches and one byte loop instead of patterns.
+split_url = function(self, url)
+  local sep = find(url, "://", 1, true)
+  if not sep then return nil, nil, "malformed URL (no scheme)" end
+  -- the authority ends at the first "/", "?" or "#"
+  local stop
+  for _, c in ipairs(AUTHORITY_ENDS) do
+    local i = find(url, c, sep + 3, true)
+    if i and (not stop or i < stop) then stop = i end
+  end
+  local key = stop and sub(url, 1, stop - 1) or url
+  local origins = self.origins
+  local o = origins[key]
+  if not o then
+    if self.origin_count >= MAX_ORIGINS then
+      origins = {}
+      self.origins, self.origin_count = origins, 0
+    end
+    o = origin_entry(self, key)
+    origins[key], self.origin_count = o, self.origin_count + 1
+  end
+  -- the scheme check comes first, as in parse_url (the key fails it exactly when the URL does)
+  if o.error == "malformed URL (no scheme)" then return nil, nil, o.error end
+  local target = stop and sub(url, stop) or ""
+  local hash = find(target, "#", 1, true)
+  if hash then target = sub(target, 1, hash - 1) end
+  if target == "" then
+    target = "/"
+  elseif byte(target, 1) == 63 then -- "?"
+    target = "/" .. target
+  end
+  if has_ctl_or_space(target) then return nil, nil, "malformed URL (spaces or control characters)" end
+  if o.error then return nil, nil, o.error end
+  return o, target
+end
+
 -- Validates req (raises on misuse) and builds what perform needs.
 local function prepare(self, fname, index, req)
   if type(req) ~= "table" then raise(fname, index, "request must be a table") end
@@ -140,7 +257,7 @@ local function prepare(self, fname, index, req)
   end
   local url = req.url
   if type(url) ~= "string" then raise(fname, index, "url must be a string") end
-  if url:find("[%z\r\n]") then raise(fname, index, "url contains CR, LF or NUL") end
+  if has_crlf_nul(url) then raise(fname, index, "url contains CR, LF or NUL") end
   local body = req.body
   if body ~= nil then
     if type(body) ~= "string" then raise(fname, index, "body must be a string") end
@@ -150,60 +267,61 @@ local function prepare(self, fname, index, req)
   local connect_timeout = seconds(fname, index, req.connect_timeout, self.opts.connect_timeout,
     "connect_timeout")
 
-  local lines, user_agent = {}, self.opts.user_agent
-  if req.headers ~= nil then
-    if type(req.headers) ~= "table" then raise(fname, index, "headers must be a table") end
-    local names = {}
-    for name in pairs(req.headers) do
+  -- the header lines, in name order; the User-Agent apart (it goes first, as before)
+  local lines, user_agent = "", nil
+  local headers = req.headers
+  if headers ~= nil then
+    if type(headers) ~= "table" then raise(fname, index, "headers must be a table") end
+    local first, names = nil, nil
+    for name in pairs(headers) do
       if type(name) ~= "string" then raise(fname, index, "header names must be strings") end
-      names[#names + 1] = name
+      if first == nil then
+        first = name
+      else
+        names = names or { first }
+        names[#names + 1] = name
+      end
     end
-    table.sort(names)
-    for _, name in ipairs(names) do
-      local value = req.headers[name]
-      if not is_token(name) then
+    if names then table.sort(names) end
+    for i = 1, names and #names or (first and 1 or 0) do
+      local name = names and names[i] or first
+      local value = headers[name]
+      local lname = request_name(name)
+      if not lname then
         raise(fname, index, "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)")
       end
       if type(value) == "number" then value = tostring(value) end
       if type(value) ~= "string" then raise(fname, index, "header values must be strings") end
-      if value:find("[%z\r\n]") then raise(fname, index, "header value contains CR, LF or NUL") end
-      local lower = name:lower()
-      if MANAGED_HEADERS[lower] then raise(fname, index, "header " .. name .. " is set by the transport") end
-      if lower == "user-agent" then
+      if has_crlf_nul(value) then raise(fname, index, "header value contains CR, LF or NUL") end
+      if MANAGED_HEADERS[lname] then raise(fname, index, "header " .. name .. " is set by the transport") end
+      if lname == "user-agent" then
         user_agent = value
       else
-        lines[#lines + 1] = name .. ": " .. value .. "\r\n"
+        lines = lines .. name .. ": " .. value .. "\r\n"
       end
     end
   end
 
-  local u, err = parse_url(url)
+  local o, target, err = split_url(self, url)
   local p = {
     method = method, body = body, timeout = timeout, connect_timeout = connect_timeout,
-    url = u, url_error = err,
+    url = o, url_error = err,
   }
-  if u then
-    if u.scheme ~= "https" and not (u.scheme == "http" and self.opts.allow_http) then
-      p.url_error = self.opts.allow_http
-        and "URL scheme not allowed: only https and http URLs are accepted"
-        or "URL scheme not allowed: only https URLs are accepted (allow_http is off)"
+  if o then
+    p.url_error = o.scheme_error
+    local ua_line = o.ua_line
+    if user_agent then
+      ua_line = user_agent ~= "" and ("User-Agent: " .. user_agent .. "\r\n") or ""
     end
-    local head = {
-      method, " ", u.target, " HTTP/1.1\r\n",
-      "Host: ", u.authority, "\r\n",
-    }
-    if user_agent and user_agent ~= "" then head[#head + 1] = "User-Agent: " .. user_agent .. "\r\n" end
-    for _, line in ipairs(lines) do head[#head + 1] = line end
-    if method == "POST" then head[#head + 1] = "Content-Length: " .. #(body or "") .. "\r\n" end
-    head[#head + 1] = "Connection: keep-alive\r\n\r\n"
-    p.head = concat(head)
-    p.where = u.scheme .. "://" .. u.authority
-    p.pool = concat({ "instagram", u.scheme, u.host, u.port,
-      u.scheme == "https" and ("verify:" .. (self.opts.ca_file or "lua_ssl_trusted_certificate")) or "plain" }, "|")
     -- only a GET may be sent again, so only a GET may take a pooled connection (which the server
     -- may have closed): anything else connects under a pool name that nothing is ever kept under
     p.fresh = method ~= "GET"
-    if p.fresh then p.pool = p.pool .. "|fresh" end
+    p.head = method .. " " .. target .. " HTTP/1.1\r\n" .. o.host_line .. ua_line .. lines
+      .. (method == "POST" and ("Content-Length: " .. #(body or "") .. "\r\n") or "")
+      .. "Connection: keep-alive\r\n\r\n"
+    p.where = o.where
+    p.pool = p.fresh and o.pool_fresh or o.pool
+    p.connect_opts = p.fresh and o.connect_fresh or o.connect_pooled
   end
   return p
 end
@@ -336,6 +454,10 @@ end
 
 local function has_token(value, token)
   if not value then return false end
+  local lv = lower(value)
+  if lv == token then return true end
+  -- one item with nothing to trim (the usual "keep-alive"): no list to walk
+  if not find(lv, "[,%s]") then return false end
   for item in value:gmatch("[^,]+") do
     if item:match("^%s*(.-)%s*$"):lower() == token then return true end
   end
@@ -356,12 +478,12 @@ local function read_head(c)
     if bytes > MAX_HEADER_BYTES then
       fail("response", "response headers larger than " .. MAX_HEADER_BYTES .. " bytes")
     end
-    if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if line == "" then break end
     count = count + 1
     if count > MAX_HEADER_COUNT then fail("response", "more than " .. MAX_HEADER_COUNT .. " response headers") end
-    local first = line:sub(1, 1)
-    if first == " " or first == "\t" then
+    local first = byte(line, 1)
+    if first == 32 or first == 9 then
       -- obs-fold (RFC 9112 §5.2), which libcurl accepts too: the line continues the previous
       -- field, joined with one space. Before any field it is malformed.
       if not last then fail("response", "malformed response header from " .. c.where) end
@@ -371,11 +493,15 @@ local function read_head(c)
         headers[last] = headers[last] == "" and more or (headers[last] .. " " .. more)
       end
     else
-      local name, value = line:match("^([^:]*):(.*)$")
-      if not name or not is_token(name) then fail("response", "malformed response header from " .. c.where) end
-      value = value:match("^[ \t]*(.-)[ \t]*$")
-      if value:find("[%z\r]") then fail("response", "malformed response header from " .. c.where) end
-      name = name:lower()
+      local name, value = match(line, "^([^:]*):[ \t]*(.*)$")
+      name = name and response_name(name)
+      if not name then fail("response", "malformed response header from " .. c.where) end
+      -- trailing blanks: only when there are any (a pattern with a lazy .- walks the whole value)
+      local last_byte = byte(value, -1)
+      if last_byte == 32 or last_byte == 9 then value = match(value, "^(.-)[ \t]*$") end
+      if find(value, "\0", 1, true) or find(value, "\r", 1, true) then
+        fail("response", "malformed response header from " .. c.where)
+      end
       if headers[name] then
         headers[name] = headers[name] .. ", " .. value
       else
@@ -426,6 +552,8 @@ local function read_chunked(c, max, out)
   end
 end
 
+local function NO_ITEMS() return nil end
+
 -- reads the body per RFC 9112 §6.3; returns the body and whether the framing allows reuse
 local function read_body(c, method, status, headers, max)
   if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
@@ -446,7 +574,10 @@ local function read_body(c, method, status, headers, max)
   local cl = headers["content-length"]
   if cl then
     local length
-    for item in cl:gmatch("[^,]+") do
+    if #cl <= 15 and not find(cl, "%D") then
+      length = tonumber(cl) -- the usual single value: digits only
+    end
+    for item in length and NO_ITEMS or cl:gmatch("[^,]+") do
       local v = item:match("^%s*(%d+)%s*$")
       if not v or #v > 15 or (length and tonumber(v) ~= length) then
         fail("response", "malformed content-length from " .. c.where)
@@ -455,6 +586,11 @@ local function read_body(c, method, status, headers, max)
     end
     if not length then fail("response", "malformed content-length from " .. c.where) end
     if length > max then fail("response", "response body larger than " .. max .. " bytes") end
+    local pos = c.pos
+    if #c.buf - pos + 1 >= length then -- all of it is in the buffer already
+      c.pos = pos + length
+      return sub(c.buf, pos, pos + length - 1), true
+    end
     c:exact(length, out, "body")
     return concat(out), true
   end
@@ -467,7 +603,7 @@ end
 -- sock:connect, with the name resolution bounded too: nginx's resolver answers within its own
 -- resolver_timeout (30 s by default), which settimeouts does not cover. For a host name the
 -- connect runs on a light thread raced against one that sleeps until the connect deadline.
-local function connect(c, sock, u, pool)
+local function connect(c, sock, u, copts)
   local ngx = c.ngx
   local limit = c.connect_ms > 0 and c.connect_ms / 1000 or nil
   if c.deadline then
@@ -475,12 +611,12 @@ local function connect(c, sock, u, pool)
     if not limit or left < limit then limit = left end
   end
   if u.connect_ip or not limit or type(ngx.thread) ~= "table" then
-    return sock:connect(u.connect_host, u.port, { pool = pool })
+    return sock:connect(u.connect_host, u.port, copts)
   end
   local spawned, connector = pcall(ngx.thread.spawn, function()
-    return sock:connect(u.connect_host, u.port, { pool = pool })
+    return sock:connect(u.connect_host, u.port, copts)
   end)
-  if not spawned or not connector then return sock:connect(u.connect_host, u.port, { pool = pool }) end
+  if not spawned or not connector then return sock:connect(u.connect_host, u.port, copts) end
   local state = type(connector) == "thread" and coroutine.status(connector)
   if state == "zombie" or state == "dead" then -- done at once (a pooled connection): no race
     local _, ok, err = ngx.thread.wait(connector)
@@ -510,7 +646,7 @@ local function attempt(self, p, c)
   local sock = ngx.socket.tcp()
   c.sock = sock
   c:arm()
-  local ok, err = connect(c, sock, u, p.pool)
+  local ok, err = connect(c, sock, u, p.connect_opts)
   if not ok then
     if err == "timeout" then fail("timeout", "timed out connecting to " .. p.where) end
     if type(err) == "string" and err:find("no resolver defined", 1, true) then
@@ -518,7 +654,8 @@ local function attempt(self, p, c)
     end
     fail("network", "could not connect to " .. p.where .. ": " .. tostring(err))
   end
-  c.reused = (sock:getreusedtimes() or 0) > 0
+  local reused = sock:getreusedtimes() or 0
+  c.reused = reused > 0
   c.retryable = c.reused and not p.fresh
   if u.scheme == "https" and not c.reused then
     c:arm()
@@ -554,7 +691,6 @@ local function attempt(self, p, c)
   local keep = framed and not p.fresh and not c.closed and c.pos > #c.buf
     and not has_token(headers.connection, "close")
     and (minor >= 1 or has_token(headers.connection, "keep-alive"))
-  local reused = sock:getreusedtimes() or 0
   if keep then
     local kept = sock:setkeepalive()
     if not kept then sock:close() end
@@ -618,7 +754,7 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout or 5,
     max_response_bytes = opts.max_response_bytes or 8 * 1024 * 1024,
   }
-  return setmetatable({ opts = o }, T)
+  return setmetatable({ opts = o, origins = {}, origin_count = 0 }, T)
 end
 
 function T:request(req)
@@ -679,5 +815,6 @@ T.__close = T.close
 
 M.Transport = T         -- the metatable of transports, for specs
 M._parse_url = parse_url -- for specs
+M._split_url = split_url -- for specs
 
 return M
