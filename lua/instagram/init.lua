@@ -479,10 +479,13 @@ function Client:_graph_request(token, path, params, raw_query, method)
   if method ~= "POST" then
     if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
     if query ~= "" then url = url .. "?" .. query end
-    return { method = method, url = url, headers = headers }, secrets
+    -- timeouts as _send would set them, in the constructor: the table is made at its final size
+    return { method = method, url = url, headers = headers, timeout = self.timeout,
+      connect_timeout = self.connect_timeout }, secrets
   end
   headers["Content-Type"] = "application/x-www-form-urlencoded"
-  return { method = method, url = url, headers = headers, body = query }, secrets
+  return { method = method, url = url, headers = headers, body = query, timeout = self.timeout,
+    connect_timeout = self.connect_timeout }, secrets
 end
 
 -- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
