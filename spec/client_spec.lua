@@ -303,3 +303,44 @@ describe("Graph request URLs", function()
     }, urls)
   end)
 end)
+
+describe("Graph requests on the wire", function()
+  local function capture(extra)
+    local reqs = {}
+    local conf = {
+      transport = function(req)
+        reqs[#reqs + 1] = req
+        return { status = 200, body = '{"id":"1","username":"u","success":true}' }
+      end,
+    }
+    for k, v in pairs(extra or {}) do conf[k] = v end
+    return instagram.new(config(conf)), reqs
+  end
+
+  it("put the sorted parameters, then the token, then the proof in the query of a GET", function()
+    local ig, reqs = capture({ appsecret_proof = true })
+    assert(ig:get("TOKEN", "me/media", { limit = 5, after = "c/d", fields = { "id", "caption" } }))
+    assert.equal("https://graph.instagram.com/me/media?after=c%2Fd&fields=id%2Ccaption&limit=5&access_token=TOKEN"
+      .. "&appsecret_proof=" .. instagram.core.hmac_sha256_hex("SECRET_SENTINEL_5f3a", "TOKEN"), reqs[1].url)
+    assert.equal("GET", reqs[1].method)
+    assert.same({ Accept = "application/json" }, reqs[1].headers)
+  end)
+
+  it("send the token in a header with token_in = \"header\", and nothing in an empty query", function()
+    local ig, reqs = capture({ token_in = "header" })
+    assert(ig:get("TOKEN", "me"))
+    assert(ig:me("TOKEN"))
+    assert.equal("https://graph.instagram.com/me", reqs[1].url)
+    assert.equal("https://graph.instagram.com/me?fields=id%2Cusername", reqs[2].url)
+    assert.equal("Bearer TOKEN", reqs[2].headers.Authorization)
+  end)
+
+  it("put a write's parameters and token in a form body, none in the URL", function()
+    local ig, reqs = capture()
+    assert(ig:hide_comment("TOKEN", "17858893269000001", true))
+    assert.equal("POST", reqs[1].method)
+    assert.equal("https://graph.instagram.com/17858893269000001", reqs[1].url)
+    assert.equal("hide=true&access_token=TOKEN", reqs[1].body)
+    assert.equal("application/x-www-form-urlencoded", reqs[1].headers["Content-Type"])
+  end)
+end)
