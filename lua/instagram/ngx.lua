@@ -89,7 +89,16 @@ local MAX_CACHED_NAMES = 256
 -- true when s holds a byte of 0-32 or 127 (controls and space). A byte loop: LuaJIT compiles it
 -- to a tight loop, where a pattern class ("[%z\1-\32\127]") costs ~25 ns a byte in the matcher,
 -- and a request target carries the whole token.
+local CTL_OR_SPACE = "[\\x00-\\x20\\x7f]"
+
 local function has_ctl_or_space(s)
+  -- in nginx, PCRE (JIT, compiled once): no loop here, so LuaJIT can compile the callers too
+  local ngx = rawget(_G, "ngx")
+  local re = type(ngx) == "table" and type(ngx.re) == "table" and ngx.re.find
+  if re then
+    local from, _, err = re(s, CTL_OR_SPACE, "jo")
+    if not err then return from ~= nil end
+  end
   for i = 1, #s do
     local b = byte(s, i)
     if b <= 32 or b == 127 then return true end
@@ -141,7 +150,6 @@ local function seconds(fname, index, v, default, what)
 end
 
 local split_url -- below
-local AUTHORITY_ENDS = { "/", "?", "#" }
 
 -- url -> {scheme, host, port, connect_host, authority, target} or nil, message (never the query)
 local function parse_url(url)
@@ -221,12 +229,13 @@ end
 split_url = function(self, url)
   local sep = find(url, "://", 1, true)
   if not sep then return nil, nil, "malformed URL (no scheme)" end
-  -- the authority ends at the first "/", "?" or "#"
-  local stop
-  for _, c in ipairs(AUTHORITY_ENDS) do
-    local i = find(url, c, sep + 3, true)
-    if i and (not stop or i < stop) then stop = i end
-  end
+  -- the authority ends at the first "/", "?" or "#" (three plain searches, no loop: a loop
+  -- inside a function keeps LuaJIT from compiling the function)
+  local stop = find(url, "/", sep + 3, true)
+  local q = find(url, "?", sep + 3, true)
+  if q and (not stop or q < stop) then stop = q end
+  q = find(url, "#", sep + 3, true)
+  if q and (not stop or q < stop) then stop = q end
   local key = stop and sub(url, 1, stop - 1) or url
   local origins = self.origins
   local o = origins[key]
@@ -251,6 +260,20 @@ split_url = function(self, url)
   if has_ctl_or_space(target) then return nil, nil, "malformed URL (spaces or control characters)" end
   if o.error then return nil, nil, o.error end
   return o, target
+end
+
+-- one request header, checked: its line, or nil and the value of a User-Agent header
+local function header_line(fname, index, name, value)
+  local lname = request_name(name)
+  if not lname then
+    raise(fname, index, "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)")
+  end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then raise(fname, index, "header values must be strings") end
+  if has_crlf_nul(value) then raise(fname, index, "header value contains CR, LF or NUL") end
+  if MANAGED_HEADERS[lname] then raise(fname, index, "header " .. name .. " is set by the transport") end
+  if lname == "user-agent" then return nil, value end
+  return name .. ": " .. value .. "\r\n"
 end
 
 -- Validates req (raises on misuse) and builds what perform needs.
@@ -278,32 +301,22 @@ local function prepare(self, fname, index, req)
   local headers = req.headers
   if headers ~= nil then
     if type(headers) ~= "table" then raise(fname, index, "headers must be a table") end
-    local first, names = nil, nil
-    for name in pairs(headers) do
-      if type(name) ~= "string" then raise(fname, index, "header names must be strings") end
-      if first == nil then
-        first = name
-      else
-        names = names or { first }
+    local first = next(headers)
+    if first ~= nil and next(headers, first) == nil then
+      -- one header (the usual Accept): no loop
+      if type(first) ~= "string" then raise(fname, index, "header names must be strings") end
+      local line, ua = header_line(fname, index, first, headers[first])
+      lines, user_agent = line or lines, ua
+    elseif first ~= nil then
+      local names = {}
+      for name in pairs(headers) do
+        if type(name) ~= "string" then raise(fname, index, "header names must be strings") end
         names[#names + 1] = name
       end
-    end
-    if names then table.sort(names) end
-    for i = 1, names and #names or (first and 1 or 0) do
-      local name = names and names[i] or first
-      local value = headers[name]
-      local lname = request_name(name)
-      if not lname then
-        raise(fname, index, "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)")
-      end
-      if type(value) == "number" then value = tostring(value) end
-      if type(value) ~= "string" then raise(fname, index, "header values must be strings") end
-      if has_crlf_nul(value) then raise(fname, index, "header value contains CR, LF or NUL") end
-      if MANAGED_HEADERS[lname] then raise(fname, index, "header " .. name .. " is set by the transport") end
-      if lname == "user-agent" then
-        user_agent = value
-      else
-        lines = lines .. name .. ": " .. value .. "\r\n"
+      table.sort(names)
+      for i = 1, #names do
+        local line, ua = header_line(fname, index, names[i], headers[names[i]])
+        if line then lines = lines .. line else user_agent = ua end
       end
     end
   end
@@ -563,7 +576,19 @@ local function read_chunked(c, max, out)
   end
 end
 
-local function NO_ITEMS() return nil end
+-- a Content-Length that is not plain digits: a list of equal values, each with optional blanks
+-- (a function apart: a loop in read_body would keep LuaJIT from compiling read_body)
+local function content_length_list(c, cl)
+  local length
+  for item in cl:gmatch("[^,]+") do
+    local v = item:match("^%s*(%d+)%s*$")
+    if not v or #v > 15 or (length and tonumber(v) ~= length) then
+      fail("response", "malformed content-length from " .. c.where)
+    end
+    length = tonumber(v)
+  end
+  return length
+end
 
 -- reads the body per RFC 9112 §6.3; returns the body and whether the framing allows reuse
 local function read_body(c, method, status, headers, max)
@@ -587,13 +612,8 @@ local function read_body(c, method, status, headers, max)
     local length
     if #cl <= 15 and not find(cl, "%D") then
       length = tonumber(cl) -- the usual single value: digits only
-    end
-    for item in length and NO_ITEMS or cl:gmatch("[^,]+") do
-      local v = item:match("^%s*(%d+)%s*$")
-      if not v or #v > 15 or (length and tonumber(v) ~= length) then
-        fail("response", "malformed content-length from " .. c.where)
-      end
-      length = tonumber(v)
+    else
+      length = content_length_list(c, cl)
     end
     if not length then fail("response", "malformed content-length from " .. c.where) end
     if length > max then fail("response", "response body larger than " .. max .. " bytes") end
@@ -614,16 +634,9 @@ end
 -- sock:connect, with the name resolution bounded too: nginx's resolver answers within its own
 -- resolver_timeout (30 s by default), which settimeouts does not cover. For a host name the
 -- connect runs on a light thread raced against one that sleeps until the connect deadline.
-local function connect(c, sock, u, copts)
-  local ngx = c.ngx
-  local limit = c.connect_ms > 0 and c.connect_ms / 1000 or nil
-  if c.deadline then
-    local left = c.deadline - now(ngx)
-    if not limit or left < limit then limit = left end
-  end
-  if u.connect_ip or not limit or type(ngx.thread) ~= "table" then
-    return sock:connect(u.connect_host, u.port, copts)
-  end
+-- (the race is a function of its own: a function that makes closures cannot be compiled by
+-- LuaJIT, and the direct connect below runs on every request)
+local function raced_connect(ngx, sock, u, copts, limit)
   local spawned, connector = pcall(ngx.thread.spawn, function()
     return sock:connect(u.connect_host, u.port, copts)
   end)
@@ -649,6 +662,19 @@ local function connect(c, sock, u, copts)
   ngx.thread.kill(timer)
   if not done then return nil, ok end
   return ok, err
+end
+
+local function connect(c, sock, u, copts)
+  local ngx = c.ngx
+  local limit = c.connect_ms > 0 and c.connect_ms / 1000 or nil
+  if c.deadline then
+    local left = c.deadline - now(ngx)
+    if not limit or left < limit then limit = left end
+  end
+  if u.connect_ip or not limit or type(ngx.thread) ~= "table" then
+    return sock:connect(u.connect_host, u.port, copts)
+  end
+  return raced_connect(ngx, sock, u, copts, limit)
 end
 
 -- one attempt: connect (or take a pooled connection), send, read. Returns res or raises a Fail.
@@ -690,9 +716,13 @@ local function attempt(self, p, c)
   end
 
   local status, headers, minor
-  for _ = 1, MAX_INTERIM + 1 do
-    status, headers, minor = read_head(c)
-    if status >= 200 or status == 101 then break end
+  status, headers, minor = read_head(c)
+  if status < 200 and status ~= 101 then
+    -- interim (1xx) responses: at most MAX_INTERIM skipped (a loop only here, off the usual path)
+    for _ = 1, MAX_INTERIM do
+      status, headers, minor = read_head(c)
+      if status >= 200 or status == 101 then break end
+    end
   end
   if status < 200 then fail("response", "too many interim responses from " .. p.where) end
   if status == 101 then fail("response", "unexpected protocol switch from " .. p.where) end
@@ -712,6 +742,27 @@ local function attempt(self, p, c)
   return { status = status, headers = headers, body = body, reused = reused }
 end
 
+-- one attempt on a connection of its own: res | nil, kind, message[, status]; kind "stale" when a
+-- pooled connection turned out closed before any byte of the answer and the request may go again
+local function try_once(self, p, ngx, deadline, connect_ms)
+  local c = setmetatable({
+    ngx = ngx, deadline = deadline, timeout = p.timeout, where = p.where, connect_ms = connect_ms,
+    buf = "", pos = 1, got_bytes = false, closed = false,
+  }, Conn)
+  local ok, res = pcall(attempt, self, p, c)
+  if ok then return res end
+  if c.sock then c.sock:close() end
+  if getmetatable(res) ~= Fail then
+    -- a bug, not the network: keep the message (it never holds the query; p has none)
+    return nil, "network", "ngx transport failed: " .. tostring(res)
+  end
+  if res.kind == "stale" then
+    if p.fresh then return nil, "network", res.message end
+    return nil, "stale"
+  end
+  return nil, res.kind, res.message, res.kind == "response" and c.status or nil
+end
+
 local function perform(self, p)
   if p.url_error then return nil, "network", p.url_error end
   local ngx = ngx_api()
@@ -719,27 +770,16 @@ local function perform(self, p)
   if p.timeout > 0 then deadline = now(ngx) + p.timeout end
   local connect_s = p.connect_timeout > 0 and p.connect_timeout or p.timeout
   if p.timeout > 0 and p.connect_timeout > 0 then connect_s = min(p.timeout, p.connect_timeout) end
-  for try = 0, MAX_STALE_RETRIES do
-    local c = setmetatable({
-      ngx = ngx, deadline = deadline, timeout = p.timeout, where = p.where,
-      connect_ms = connect_s > 0 and math.max(1, floor(connect_s * 1000)) or 0,
-      buf = "", pos = 1, got_bytes = false, closed = false,
-    }, Conn)
-    local ok, res = pcall(attempt, self, p, c)
-    if ok then return res end
-    if c.sock then c.sock:close() end
-    if getmetatable(res) ~= Fail then
-      -- a bug, not the network: keep the message (it never holds the query; p has none)
-      return nil, "network", "ngx transport failed: " .. tostring(res)
-    end
-    if res.kind ~= "stale" or p.fresh then
-      return nil, res.kind == "stale" and "network" or res.kind, res.message,
-        res.kind == "response" and c.status or nil
-    end
-    if try == MAX_STALE_RETRIES then
-      return nil, "network", "connection to " .. p.where .. " closed before the response"
-    end
+  local connect_ms = connect_s > 0 and math.max(1, floor(connect_s * 1000)) or 0
+  -- the first try, then (a pooled connection found closed) up to MAX_STALE_RETRIES more; the
+  -- loop is off the usual path, so LuaJIT can compile this function
+  local res, kind, msg, status = try_once(self, p, ngx, deadline, connect_ms)
+  if kind ~= "stale" then return res, kind, msg, status end
+  for _ = 1, MAX_STALE_RETRIES do
+    res, kind, msg, status = try_once(self, p, ngx, deadline, connect_ms)
+    if kind ~= "stale" then return res, kind, msg, status end
   end
+  return nil, "network", "connection to " .. p.where .. " closed before the response"
 end
 
 ---------------------------------------------------------------------------
