@@ -636,20 +636,26 @@ end
 -- connect runs on a light thread raced against one that sleeps until the connect deadline.
 -- (the race is a function of its own: a function that makes closures cannot be compiled by
 -- LuaJIT, and the direct connect below runs on every request)
+-- the bodies of the two light threads: module functions given their arguments by spawn, so a
+-- request makes no closures
+local function connect_body(sock, host, port, copts)
+  return sock:connect(host, port, copts)
+end
+
+local function deadline_body(ngx, limit)
+  ngx.sleep(math.max(0.001, limit))
+  return Fail
+end
+
 local function raced_connect(ngx, sock, u, copts, limit)
-  local spawned, connector = pcall(ngx.thread.spawn, function()
-    return sock:connect(u.connect_host, u.port, copts)
-  end)
+  local spawned, connector = pcall(ngx.thread.spawn, connect_body, sock, u.connect_host, u.port, copts)
   if not spawned or not connector then return sock:connect(u.connect_host, u.port, copts) end
   local state = type(connector) == "thread" and coroutine.status(connector)
   if state == "zombie" or state == "dead" then -- done at once (a pooled connection): no race
     local _, ok, err = ngx.thread.wait(connector)
     return ok, err
   end
-  local timed, timer = pcall(ngx.thread.spawn, function()
-    ngx.sleep(math.max(0.001, limit))
-    return Fail
-  end)
+  local timed, timer = pcall(ngx.thread.spawn, deadline_body, ngx, limit)
   if not timed or not timer then
     local _, ok, err = ngx.thread.wait(connector)
     return ok, err

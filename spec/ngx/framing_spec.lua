@@ -59,9 +59,9 @@ local function mock(scripts)
     return s
   end
   -- light threads run to their end at spawn (nothing here yields); sleep returns at once
-  function ngx.thread.spawn(fn)
+  function ngx.thread.spawn(fn, ...) -- as ngx.thread.spawn: the arguments go to fn
     local co = coroutine.create(fn)
-    return pack(coroutine.resume(co))
+    return pack(coroutine.resume(co, ...))
   end
   function ngx.thread.wait(th) return unpack(th, 1, th.n) end
   function ngx.thread.kill() return true end
