@@ -379,6 +379,25 @@ local function jitter()
   return x / 2 ^ 48
 end
 
+-- one try of _send: value, res | nil, err | nil, err, delay when it is to be retried after delay
+local function send_try(self, req, secrets, idempotent, attempt, retries)
+  local res, kind, msg, status = self:_request(req)
+  if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
+  local value, err = self:_result(res, kind, msg, status, secrets)
+  if value then return value, res end
+  if not idempotent and not res and (err.kind == "network" or err.kind == "timeout") then
+    err.outcome_unknown = true
+  end
+  err.attempts = attempt + 1
+  if attempt >= retries or not err.transient then return nil, err end
+  local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
+  if err.retry_after then
+    if err.retry_after > BACKOFF_CAP then return nil, err end
+    delay = math.max(delay, err.retry_after)
+  end
+  return nil, err, delay
+end
+
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
 --
@@ -390,24 +409,15 @@ function Client:_send(req, secrets, retries)
   retries = retries or self.retries
   req.timeout = req.timeout or self.timeout
   req.connect_timeout = req.connect_timeout or self.connect_timeout
+  -- the first try outside any loop (a loop here keeps LuaJIT from compiling the usual path)
+  local value, res, delay = send_try(self, req, secrets, idempotent, 0, retries)
+  if not delay then return value, res end
   local attempt = 0
   while true do
-    local res, kind, msg, status = self:_request(req)
-    if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
-    local value, err = self:_result(res, kind, msg, status, secrets)
-    if value then return value, res end
-    if not idempotent and not res and (err.kind == "network" or err.kind == "timeout") then
-      err.outcome_unknown = true
-    end
-    err.attempts = attempt + 1
-    if attempt >= retries or not err.transient then return nil, err end
-    local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
-    if err.retry_after then
-      if err.retry_after > BACKOFF_CAP then return nil, err end
-      delay = math.max(delay, err.retry_after)
-    end
     self:_sleep(delay)
     attempt = attempt + 1
+    value, res, delay = send_try(self, req, secrets, idempotent, attempt, retries)
+    if not delay then return value, res end
   end
 end
 
