@@ -133,6 +133,22 @@ describe("ig:authorize_url", function()
     assert.equal("0", a.enable_fb_login)
   end)
 
+  it("follows the client's fields when they change after a first URL (the fixed part is kept)", function()
+    local c = instagram.new(config())
+    local first = c:authorize_url({ state = "s1" })
+    assert.equal("https://api.instagram.com/oauth/authorize?client_id=684477648739411&redirect_uri="
+      .. "https%3A%2F%2Flocalhost%2Fauth%2F&scope=user_profile%2Cuser_media&response_type=code&state=s1", first)
+    c.redirect_uri = "https://example.com/cb"
+    c.scope = "user_profile"
+    c.app_id = "42"
+    c.endpoints.authorize = "https://auth.example/o"
+    assert.equal("https://auth.example/o?client_id=42&redirect_uri=https%3A%2F%2Fexample.com%2Fcb&"
+      .. "scope=user_profile&response_type=code&state=s%202", c:authorize_url({ state = "s 2" }))
+    -- another scope for one call, then the client's again
+    assert.matches("&scope=a%%2Cb&", c:authorize_url({ scope = { "a", "b" }, state = "x" }))
+    assert.matches("&scope=user_profile&", c:authorize_url({ state = "x" }))
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() ig:authorize_url("x") end, "ig:authorize_url: opts must be a table")
     assert.has_error(function() ig:authorize_url({ client_id = "1" }) end,
@@ -155,6 +171,22 @@ describe("ig:parse_callback", function()
     assert.equal("AQDp3TtBQQ", ig:parse_callback("https://localhost/auth/?code=AQDp3TtBQQ%23_", false))
     assert.equal("AQDp3TtBQQ", ig:parse_callback({ code = "AQDp3TtBQQ#_", state = S }, S))
     assert.equal("AQDp3TtBQQ", ig:parse_callback({ code = "AQDp3TtBQQ%23_" }, false))
+  end)
+
+  it("cuts the code at the first #, drops one trailing %23_, and refuses controls after decoding", function()
+    assert.equal("a", ig:parse_callback({ code = "a#b#c" }, false))
+    assert.equal("a%23_", ig:parse_callback({ code = "a%23_%23_" }, false))
+    assert.equal("a%23_x", ig:parse_callback({ code = "a%23_x" }, false))
+    assert.equal("%23", ig:parse_callback({ code = "%23" }, false))
+    local _, err = ig:parse_callback({ code = "%23_" }, false)
+    assert.equal("callback", err.kind)
+    for _, bad in ipairs({ "a\tb", "a\127", "a b", "\0" }) do
+      _, err = ig:parse_callback({ code = bad }, false)
+      assert.equal("callback", err.kind, bad)
+      assert.matches("control characters", err.message, 1, true)
+    end
+    -- reserved but printable characters pass as they are
+    assert.equal("a/b?c=d&e~f!", ig:parse_callback({ code = "a/b?c=d&e~f!" }, false))
   end)
 
   it("percent-decodes the code once", function()
@@ -245,5 +277,70 @@ describe("ig:parse_callback", function()
     assert.not_matches("CODE_SENTINEL", tostring(err))
     _, err = ig:parse_callback("?error=access_denied&error_description=CODE_SENTINEL_77&code=CODE_SENTINEL_77", S)
     assert.not_matches("CODE_SENTINEL", tostring(err))
+  end)
+end)
+
+describe("Graph request URLs", function()
+  it("follow the client's graph base and version when they change between calls", function()
+    local urls = {}
+    local ig = instagram.new(config({
+      transport = function(req)
+        urls[#urls + 1] = req.url
+        return { status = 200, body = '{"id":"1","username":"u"}' }
+      end,
+    }))
+    assert(ig:me("TOKEN"))
+    ig.graph_version = "v21.0"
+    assert(ig:me("TOKEN", { "id" }))
+    ig.endpoints.graph = "https://graph.example"
+    assert(ig:user("TOKEN", "17841405793187219", "id,media_count"))
+    assert(ig:me("TOK EN/+"))
+    assert.same({
+      "https://graph.instagram.com/me?fields=id%2Cusername&access_token=TOKEN",
+      "https://graph.instagram.com/v21.0/me?fields=id&access_token=TOKEN",
+      "https://graph.example/v21.0/17841405793187219?fields=id%2Cmedia_count&access_token=TOKEN",
+      "https://graph.example/v21.0/me?fields=id%2Cusername&access_token=TOK%20EN%2F%2B",
+    }, urls)
+  end)
+end)
+
+describe("Graph requests on the wire", function()
+  local function capture(extra)
+    local reqs = {}
+    local conf = {
+      transport = function(req)
+        reqs[#reqs + 1] = req
+        return { status = 200, body = '{"id":"1","username":"u","success":true}' }
+      end,
+    }
+    for k, v in pairs(extra or {}) do conf[k] = v end
+    return instagram.new(config(conf)), reqs
+  end
+
+  it("put the sorted parameters, then the token, then the proof in the query of a GET", function()
+    local ig, reqs = capture({ appsecret_proof = true })
+    assert(ig:get("TOKEN", "me/media", { limit = 5, after = "c/d", fields = { "id", "caption" } }))
+    assert.equal("https://graph.instagram.com/me/media?after=c%2Fd&fields=id%2Ccaption&limit=5&access_token=TOKEN"
+      .. "&appsecret_proof=" .. instagram.core.hmac_sha256_hex("SECRET_SENTINEL_5f3a", "TOKEN"), reqs[1].url)
+    assert.equal("GET", reqs[1].method)
+    assert.same({ Accept = "application/json" }, reqs[1].headers)
+  end)
+
+  it("send the token in a header with token_in = \"header\", and nothing in an empty query", function()
+    local ig, reqs = capture({ token_in = "header" })
+    assert(ig:get("TOKEN", "me"))
+    assert(ig:me("TOKEN"))
+    assert.equal("https://graph.instagram.com/me", reqs[1].url)
+    assert.equal("https://graph.instagram.com/me?fields=id%2Cusername", reqs[2].url)
+    assert.equal("Bearer TOKEN", reqs[2].headers.Authorization)
+  end)
+
+  it("put a write's parameters and token in a form body, none in the URL", function()
+    local ig, reqs = capture()
+    assert(ig:hide_comment("TOKEN", "17858893269000001", true))
+    assert.equal("POST", reqs[1].method)
+    assert.equal("https://graph.instagram.com/17858893269000001", reqs[1].url)
+    assert.equal("hide=true&access_token=TOKEN", reqs[1].body)
+    assert.equal("application/x-www-form-urlencoded", reqs[1].headers["Content-Type"])
   end)
 end)

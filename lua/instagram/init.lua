@@ -27,8 +27,16 @@ local function raise(fname, msg)
   error(fname .. ": " .. msg, 0)
 end
 
+local find, sub = string.find, string.sub
+local url_encode, build_query = core.url_encode, core.build_query
+
+-- plain searches: a pattern class walks a 200-byte token character by character in the matcher
+local function has_crlf_nul(s)
+  return find(s, "\r", 1, true) or find(s, "\n", 1, true) or find(s, "\0", 1, true)
+end
+
 local function check_clean(fname, what, s)
-  if s:find("[%z\r\n]") then
+  if has_crlf_nul(s) then
     raise(fname, what .. " must not contain CR, LF or NUL")
   end
   return s
@@ -70,8 +78,21 @@ local function token_string(fname, token)
   return check_clean(fname, "token", token)
 end
 
-local function fields_string(fname, fields, default)
-  if fields == nil then fields = default end
+-- a default fields table (a module constant) -> its comma-separated string, built once
+local default_fields = setmetatable({}, { __mode = "k" })
+
+local fields_string
+fields_string = function(fname, fields, default)
+  if fields == nil then
+    fields = default
+    if type(fields) == "table" then
+      local joined = default_fields[fields]
+      if joined then return joined end
+      joined = fields_string(fname, fields)
+      default_fields[fields] = joined
+      return joined
+    end
+  end
   if type(fields) == "string" then
     if fields == "" then raise(fname, "fields must not be empty") end
     return fields
@@ -248,6 +269,7 @@ function instagram.new(config)
     sleep = config.sleep,
     buckets = require("instagram.buckets").new(fname, config.rate_limits, config.clock or os.time),
     profile = profile,
+    graph_paths = {}, graph_paths_count = 0,
   }
   return self
 end
@@ -358,6 +380,28 @@ local function jitter()
   return x / 2 ^ 48
 end
 
+-- one try of _send: value, res | nil, err | nil, err, delay when it is to be retried after delay
+local function send_try(self, req, secrets, idempotent, attempt, retries)
+  local res, kind, msg, status = self:_request(req)
+  if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
+  local value, err = self:_result(res, kind, msg, status, secrets)
+  if value then return value, res end
+  if not idempotent and (
+      (not res and (err.kind == "network" or err.kind == "timeout" or err.kind == "response"))
+      or (res and err.kind == "response" and res.status >= 200 and res.status < 300)
+      or (res and err.kind == "http" and res.status >= 500)) then
+    err.outcome_unknown = true
+  end
+  err.attempts = attempt + 1
+  if attempt >= retries or not err.transient then return nil, err end
+  local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
+  if err.retry_after then
+    if err.retry_after > BACKOFF_CAP then return nil, err end
+    delay = math.max(delay, err.retry_after)
+  end
+  return nil, err, delay
+end
+
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
 -- only for idempotent GETs.
 --
@@ -372,27 +416,15 @@ function Client:_send(req, secrets, retries)
   retries = retries or self.retries
   req.timeout = req.timeout or self.timeout
   req.connect_timeout = req.connect_timeout or self.connect_timeout
+  -- the first try outside any loop (a loop here keeps LuaJIT from compiling the usual path)
+  local value, res, delay = send_try(self, req, secrets, idempotent, 0, retries)
+  if not delay then return value, res end
   local attempt = 0
   while true do
-    local res, kind, msg, status = self:_request(req)
-    if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
-    local value, err = self:_result(res, kind, msg, status, secrets)
-    if value then return value, res end
-    if not idempotent and (
-        (not res and (err.kind == "network" or err.kind == "timeout" or err.kind == "response"))
-        or (res and err.kind == "response" and res.status >= 200 and res.status < 300)
-        or (res and err.kind == "http" and res.status >= 500)) then
-      err.outcome_unknown = true
-    end
-    err.attempts = attempt + 1
-    if attempt >= retries or not err.transient then return nil, err end
-    local delay = jitter() * math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ attempt)
-    if err.retry_after then
-      if err.retry_after > BACKOFF_CAP then return nil, err end
-      delay = math.max(delay, err.retry_after)
-    end
     self:_sleep(delay)
     attempt = attempt + 1
+    value, res, delay = send_try(self, req, secrets, idempotent, attempt, retries)
+    if not delay then return value, res end
   end
 end
 
@@ -405,16 +437,36 @@ end
 -- graph_url("me/media", params[, raw_query]) -> base/v21.0/me/media?query, every segment
 -- percent-encoded; a path that already starts with a version (a paging.next link) keeps it.
 -- raw_query: an already encoded query (a paging.next link's), put before params.
-function Client:_graph_url(path, params, raw_query)
+local MAX_CACHED_PATHS = 256
+
+-- base/version/path for a Graph path, built once per client and path (at most MAX_CACHED_PATHS;
+-- an entry remembers the graph base and version it was built from, the client's public fields)
+local function graph_base(self, path)
+  local p = private[self]
+  local cache = p.graph_paths
+  local base, version = self.endpoints.graph, self.graph_version
+  local e = cache[path]
+  if e and e.base == base and e.version == version then return e.url end
   local parts = {}
   for segment in path:gmatch("[^/]+") do
-    parts[#parts + 1] = core.url_encode(segment)
+    parts[#parts + 1] = url_encode(segment)
   end
-  if self.graph_version and not (parts[1] or ""):match("^v%d+%.%d+$") then
-    table.insert(parts, 1, self.graph_version)
+  if version and not (parts[1] or ""):match("^v%d+%.%d+$") then
+    table.insert(parts, 1, version)
   end
-  local url = self.endpoints.graph .. "/" .. table.concat(parts, "/")
-  local query = core.build_query(params)
+  local url = base .. "/" .. table.concat(parts, "/")
+  if p.graph_paths_count >= MAX_CACHED_PATHS then
+    cache = {}
+    p.graph_paths, p.graph_paths_count = cache, 0
+  end
+  cache[path] = { url = url, base = base, version = version }
+  p.graph_paths_count = p.graph_paths_count + 1
+  return url
+end
+
+function Client:_graph_url(path, params, raw_query)
+  local url = graph_base(self, path)
+  local query = build_query(params)
   if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
   if query ~= "" then url = url .. "?" .. query end
   return url
@@ -423,30 +475,51 @@ end
 -- graph_request(token, path, params[, raw_query[, method]]) -> req, secrets: the token goes where
 -- token_in says. A GET or DELETE carries the parameters in the query; a POST in a form body, so
 -- that neither they nor the token land in URLs (and logs) on the way.
+-- the query of a parameter map, sorted by name: build_query (C sorts the map bytewise), or for
+-- one string parameter (the usual fields=…) its two encodings, which allocate no tables
+local function params_query(params)
+  local k, v = next(params)
+  if k == nil then return "" end
+  if next(params, k) == nil and type(k) == "string" and type(v) == "string" then
+    return url_encode(k) .. "=" .. url_encode(v)
+  end
+  return build_query(params)
+end
+
 function Client:_graph_request(token, path, params, raw_query, method)
   method = method or "GET"
-  local pairs_list, headers = {}, { Accept = "application/json" }
-  local keys = {}
-  for k in pairs(params or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do pairs_list[#pairs_list + 1] = { k, params[k] } end
-  if self.token_in == "header" then
-    headers.Authorization = "Bearer " .. token
-  else
-    pairs_list[#pairs_list + 1] = { "access_token", token }
+  local headers = { Accept = "application/json" }
+  -- the parameters sorted by name, then the token and the proof
+  local query = params and params_query(params) or ""
+  local in_query = self.token_in ~= "header"
+  if not in_query then headers.Authorization = "Bearer " .. token end
+  local secret = private[self].secret
+  local secrets = secret and { secret, token } or { token }
+  local url = graph_base(self, path)
+  if method ~= "POST" and in_query and not self.appsecret_proof and not (raw_query and raw_query ~= "") then
+    -- the usual GET: the whole URL in one concatenation
+    url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. url_encode(token)
+    return { method = method, url = url, headers = headers, timeout = self.timeout,
+      connect_timeout = self.connect_timeout }, secrets
   end
-  local secrets = self:_secrets(token)
+  if in_query then
+    query = (query == "" and "access_token=" or (query .. "&access_token=")) .. url_encode(token)
+  end
   if self.appsecret_proof then
-    local proof = core.hmac_sha256_hex(private[self].secret, token)
-    pairs_list[#pairs_list + 1] = { "appsecret_proof", proof }
+    local proof = core.hmac_sha256_hex(secret, token)
+    query = (query == "" and "appsecret_proof=" or (query .. "&appsecret_proof=")) .. proof
     secrets[#secrets + 1] = proof
   end
   if method ~= "POST" then
-    return { method = method, url = self:_graph_url(path, pairs_list, raw_query), headers = headers }, secrets
+    if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
+    if query ~= "" then url = url .. "?" .. query end
+    -- timeouts as _send would set them, in the constructor: the table is made at its final size
+    return { method = method, url = url, headers = headers, timeout = self.timeout,
+      connect_timeout = self.connect_timeout }, secrets
   end
   headers["Content-Type"] = "application/x-www-form-urlencoded"
-  return { method = method, url = self:_graph_url(path, {}), headers = headers,
-    body = core.build_query(pairs_list) }, secrets
+  return { method = method, url = url, headers = headers, body = query, timeout = self.timeout,
+    connect_timeout = self.connect_timeout }, secrets
 end
 
 -- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
@@ -513,11 +586,32 @@ end
 ---------------------------------------------------------------------------
 -- the flow of the original tutorial
 
+local NO_OPTS = {}
+
+-- endpoint?client_id=…&redirect_uri=…&scope=…&response_type=code&state= for a client and scope,
+-- built once (remembering what it was built from: the client's fields are public)
+local function authorize_prefix(self, scope)
+  local p = private[self]
+  local c = p.authorize
+  local endpoint, app_id, redirect_uri = self.endpoints.authorize, self.app_id, self.redirect_uri
+  if c and c.scope == scope and c.endpoint == endpoint and c.app_id == app_id and c.redirect_uri == redirect_uri then
+    return c.prefix
+  end
+  local prefix = endpoint .. "?" .. build_query({
+    { "client_id", app_id },
+    { "redirect_uri", redirect_uri },
+    { "scope", scope },
+    { "response_type", "code" },
+  }) .. "&state="
+  p.authorize = { prefix = prefix, scope = scope, endpoint = endpoint, app_id = app_id, redirect_uri = redirect_uri }
+  return prefix
+end
+
 function Client:authorize_url(opts)
   local fname = "ig:authorize_url"
   check_self(fname, self)
   if opts ~= nil and type(opts) ~= "table" then raise(fname, "opts must be a table") end
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local scope = opts.scope == nil and self.scope or scope_string(fname, "opts.scope", opts.scope)
   local state = opts.state
   if state == nil then
@@ -527,14 +621,8 @@ function Client:authorize_url(opts)
   else
     check_string(fname, "opts.state", state)
   end
-  local params = {
-    { "client_id", self.app_id },
-    { "redirect_uri", self.redirect_uri },
-    { "scope", scope },
-    { "response_type", "code" },
-    { "state", state },
-  }
-  local extra = {}
+  local url = authorize_prefix(self, scope) .. url_encode(state)
+  local extra
   for k, v in pairs(opts) do
     if type(k) ~= "string" then raise(fname, "opts keys must be strings") end
     if k == "client_id" or k == "redirect_uri" or k == "response_type" then
@@ -545,12 +633,15 @@ function Client:authorize_url(opts)
       if tv ~= "string" and tv ~= "boolean" and tv ~= "number" then
         raise(fname, "opts." .. k .. " must be a string, number or boolean")
       end
+      extra = extra or {}
       extra[#extra + 1] = k
     end
   end
+  if not extra then return url, state end
   table.sort(extra)
-  for _, k in ipairs(extra) do params[#params + 1] = { k, tostring(opts[k]) } end
-  return self.endpoints.authorize .. "?" .. core.build_query(params), state
+  local params = {}
+  for i, k in ipairs(extra) do params[i] = { k, tostring(opts[k]) } end
+  return url .. "&" .. build_query(params), state
 end
 
 -- One callback parameter. Its value came from the browser, so nothing here raises: a bare key
@@ -590,39 +681,45 @@ function Client:parse_callback(input, expected_state)
     raise(fname, "input must be a URL, a query string or a table of query args")
   end
 
-  local values = {}
-  for _, key in ipairs({ "code", "state", "error", "error_reason", "error_description" }) do
-    local v, err = single(args, key)
-    if err then return nil, err end
-    values[key] = v
-  end
+  -- each parameter checked in this order; the first bad one is the error
+  local code, state, err_code, reason, description, err
+  code, err = single(args, "code")
+  if err then return nil, err end
+  state, err = single(args, "state")
+  if err then return nil, err end
+  err_code, err = single(args, "error")
+  if err then return nil, err end
+  reason, err = single(args, "error_reason")
+  if err then return nil, err end
+  description, err = single(args, "error_description")
+  if err then return nil, err end
 
   -- state first, error callbacks included (RFC 6749 §4.1.2.1 returns state with errors too):
   -- a forged error callback is a state failure, and its text never becomes a message
   if expected_state ~= false then
-    local got = values.state
-    if got == nil or got == "" then
+    if state == nil or state == "" then
       return nil, errors.new("state", "callback has no state")
     end
-    if not core.constant_time_equal(got, expected_state) then
+    if not core.constant_time_equal(state, expected_state) then
       return nil, errors.new("state", "callback state does not match")
     end
   end
 
-  if values.error then
-    return nil, errors.new("denied", values.error_description or values.error, {
-      reason = values.error_reason,
-      description = values.error_description,
-      error = values.error,
-    }, { values.code })
+  if err_code then
+    return nil, errors.new("denied", description or err_code, {
+      reason = reason,
+      description = description,
+      error = err_code,
+    }, { code })
   end
 
-  local code = values.code
   if code == nil then return nil, errors.new("callback", "callback has no code") end
-  code = code:gsub("#.*$", "")
-  if code:sub(-4):lower() == "%23_" then code = code:sub(1, -5) end
+  local hash = find(code, "#", 1, true)
+  if hash then code = sub(code, 1, hash - 1) end
+  if find(code, "%23_", -4, true) then code = sub(code, 1, -5) end -- "%23_" has no letters to lower
   if code == "" then return nil, errors.new("callback", "callback code is empty") end
-  if code:find("[%z\1-\31\127 ]") then
+  -- a code of unreserved characters only (the usual) needs no pattern scan
+  if url_encode(code) ~= code and find(code, "[%z\1-\31\127 ]") then
     return nil, errors.new("callback", "callback code contains control characters or spaces")
   end
   return code

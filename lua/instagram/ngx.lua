@@ -51,6 +51,12 @@ local MANAGED_HEADERS = {
 }
 
 local concat, floor, min = table.concat, math.floor, math.min
+-- LuaJIT's table.new presizes the response headers table (plain {} elsewhere, e.g. in the specs)
+local has_table_new, table_new = pcall(require, "table.new")
+local function new_table(narr, nrec)
+  if has_table_new then return table_new(narr, nrec) end
+  return {}
+end
 
 local function ngx_api()
   local ngx = rawget(_G, "ngx")
@@ -77,6 +83,64 @@ local function is_token(s)
   return s ~= "" and not s:find("[^%w!#$%%&'*+%-.^_`|~]")
 end
 
+local byte, find, sub, lower, match = string.byte, string.find, string.sub, string.lower, string.match
+local MAX_CACHED_NAMES = 256
+
+-- true when s holds a byte of 0-32 or 127 (controls and space). A byte loop: LuaJIT compiles it
+-- to a tight loop, where a pattern class ("[%z\1-\32\127]") costs ~25 ns a byte in the matcher,
+-- and a request target carries the whole token.
+local CTL_OR_SPACE = "[\\x00-\\x20\\x7f]"
+
+local function has_ctl_or_space(s)
+  -- in nginx, PCRE (JIT, compiled once): no loop here, so LuaJIT can compile the callers too
+  local ngx = rawget(_G, "ngx")
+  local re = type(ngx) == "table" and type(ngx.re) == "table" and ngx.re.find
+  if re then
+    local from, _, err = re(s, CTL_OR_SPACE, "jo")
+    if not err then return from ~= nil end
+  end
+  for i = 1, #s do
+    local b = byte(s, i)
+    if b <= 32 or b == 127 then return true end
+  end
+  return false
+end
+
+-- true when s holds CR, LF or NUL (plain searches: no pattern matcher)
+local function has_crlf_nul(s)
+  return find(s, "\r", 1, true) ~= nil or find(s, "\n", 1, true) ~= nil or find(s, "\0", 1, true) ~= nil
+end
+
+-- response header names seen: name as received -> lower-case name, or false (not a token).
+-- Bounded: a server that sends many distinct names only makes the later ones uncached.
+local response_names, response_names_count = {}, 0
+
+local function response_name(name)
+  local lname = response_names[name]
+  if lname == nil then
+    lname = is_token(name) and lower(name) or false
+    if response_names_count < MAX_CACHED_NAMES then
+      response_names[name], response_names_count = lname, response_names_count + 1
+    end
+  end
+  return lname
+end
+
+-- header names the transport has validated: name -> lower-case name, or false (not a token);
+-- request header names come from code, so the set stays small (bounded anyway)
+local request_names, request_names_count = {}, 0
+
+local function request_name(name)
+  local lname = request_names[name]
+  if lname == nil then
+    lname = is_token(name) and lower(name) or false
+    if request_names_count < MAX_CACHED_NAMES then
+      request_names[name], request_names_count = lname, request_names_count + 1
+    end
+  end
+  return lname
+end
+
 local function seconds(fname, index, v, default, what)
   if v == nil then return default end
   if type(v) ~= "number" or v ~= v or v < 0 or v > 2147483 then
@@ -84,6 +148,8 @@ local function seconds(fname, index, v, default, what)
   end
   return v
 end
+
+local split_url -- below
 
 -- url -> {scheme, host, port, connect_host, authority, target} or nil, message (never the query)
 local function parse_url(url)
@@ -130,6 +196,86 @@ local function parse_url(url)
   }
 end
 
+-- What a transport keeps per origin ("scheme://authority"), built on the first request to it:
+-- the parsed URL parts, the scheme check, the Host and default User-Agent lines, where, the pool
+-- names and connect options. Bounded: a transport that sees many origins starts over.
+local MAX_ORIGINS = 64
+
+local function origin_entry(self, key)
+  local u, err = parse_url(key)
+  if not u then return { error = err } end
+  local opts = self.opts
+  local e = u
+  if u.scheme ~= "https" and not (u.scheme == "http" and opts.allow_http) then
+    e.scheme_error = opts.allow_http
+      and "URL scheme not allowed: only https and http URLs are accepted"
+      or "URL scheme not allowed: only https URLs are accepted (allow_http is off)"
+  end
+  e.host_line = "Host: " .. u.authority .. "\r\n"
+  local ua = opts.user_agent
+  e.ua_line = (ua and ua ~= "") and ("User-Agent: " .. ua .. "\r\n") or ""
+  e.where = u.scheme .. "://" .. u.authority
+  e.pool = concat({ "instagram", u.scheme, u.host, u.port,
+    u.scheme == "https" and ("verify:" .. (opts.ca_file or "lua_ssl_trusted_certificate")) or "plain" }, "|")
+  e.pool_fresh = e.pool .. "|fresh"
+  e.connect_pooled = { pool = e.pool }
+  e.connect_fresh = { pool = e.pool_fresh }
+  return e
+end
+
+-- url -> origin entry, request target | nil, nil, message: parse_url's answers, with the origin
+-- part parsed once per transport and the target (which carries the query, and so the token)
+-- checked with plain searches and one byte loop instead of patterns.
+split_url = function(self, url)
+  local sep = find(url, "://", 1, true)
+  if not sep then return nil, nil, "malformed URL (no scheme)" end
+  -- the authority ends at the first "/", "?" or "#" (three plain searches, no loop: a loop
+  -- inside a function keeps LuaJIT from compiling the function)
+  local stop = find(url, "/", sep + 3, true)
+  local q = find(url, "?", sep + 3, true)
+  if q and (not stop or q < stop) then stop = q end
+  q = find(url, "#", sep + 3, true)
+  if q and (not stop or q < stop) then stop = q end
+  local key = stop and sub(url, 1, stop - 1) or url
+  local origins = self.origins
+  local o = origins[key]
+  if not o then
+    if self.origin_count >= MAX_ORIGINS then
+      origins = {}
+      self.origins, self.origin_count = origins, 0
+    end
+    o = origin_entry(self, key)
+    origins[key], self.origin_count = o, self.origin_count + 1
+  end
+  -- the scheme check comes first, as in parse_url (the key fails it exactly when the URL does)
+  if o.error == "malformed URL (no scheme)" then return nil, nil, o.error end
+  local target = stop and sub(url, stop) or ""
+  local hash = find(target, "#", 1, true)
+  if hash then target = sub(target, 1, hash - 1) end
+  if target == "" then
+    target = "/"
+  elseif byte(target, 1) == 63 then -- "?"
+    target = "/" .. target
+  end
+  if has_ctl_or_space(target) then return nil, nil, "malformed URL (spaces or control characters)" end
+  if o.error then return nil, nil, o.error end
+  return o, target
+end
+
+-- one request header, checked: its line, or nil and the value of a User-Agent header
+local function header_line(fname, index, name, value)
+  local lname = request_name(name)
+  if not lname then
+    raise(fname, index, "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)")
+  end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" then raise(fname, index, "header values must be strings") end
+  if has_crlf_nul(value) then raise(fname, index, "header value contains CR, LF or NUL") end
+  if MANAGED_HEADERS[lname] then raise(fname, index, "header " .. name .. " is set by the transport") end
+  if lname == "user-agent" then return nil, value end
+  return name .. ": " .. value .. "\r\n"
+end
+
 -- Validates req (raises on misuse) and builds what perform needs.
 local function prepare(self, fname, index, req)
   if type(req) ~= "table" then raise(fname, index, "request must be a table") end
@@ -140,7 +286,7 @@ local function prepare(self, fname, index, req)
   end
   local url = req.url
   if type(url) ~= "string" then raise(fname, index, "url must be a string") end
-  if url:find("[%z\r\n]") then raise(fname, index, "url contains CR, LF or NUL") end
+  if has_crlf_nul(url) then raise(fname, index, "url contains CR, LF or NUL") end
   local body = req.body
   if body ~= nil then
     if type(body) ~= "string" then raise(fname, index, "body must be a string") end
@@ -150,61 +296,53 @@ local function prepare(self, fname, index, req)
   local connect_timeout = seconds(fname, index, req.connect_timeout, self.opts.connect_timeout,
     "connect_timeout")
 
-  local lines, user_agent = {}, self.opts.user_agent
-  if req.headers ~= nil then
-    if type(req.headers) ~= "table" then raise(fname, index, "headers must be a table") end
-    local names = {}
-    for name in pairs(req.headers) do
-      if type(name) ~= "string" then raise(fname, index, "header names must be strings") end
-      names[#names + 1] = name
-    end
-    table.sort(names)
-    for _, name in ipairs(names) do
-      local value = req.headers[name]
-      if not is_token(name) then
-        raise(fname, index, "header name must be a non-empty token (no CR, LF, NUL, ':' or spaces)")
+  -- the header lines, in name order; the User-Agent apart (it goes first, as before)
+  local lines, user_agent = "", nil
+  local headers = req.headers
+  if headers ~= nil then
+    if type(headers) ~= "table" then raise(fname, index, "headers must be a table") end
+    local first = next(headers)
+    if first ~= nil and next(headers, first) == nil then
+      -- one header (the usual Accept): no loop
+      if type(first) ~= "string" then raise(fname, index, "header names must be strings") end
+      local line, ua = header_line(fname, index, first, headers[first])
+      lines, user_agent = line or lines, ua
+    elseif first ~= nil then
+      local names = {}
+      for name in pairs(headers) do
+        if type(name) ~= "string" then raise(fname, index, "header names must be strings") end
+        names[#names + 1] = name
       end
-      if type(value) == "number" then value = tostring(value) end
-      if type(value) ~= "string" then raise(fname, index, "header values must be strings") end
-      if value:find("[%z\r\n]") then raise(fname, index, "header value contains CR, LF or NUL") end
-      local lower = name:lower()
-      if MANAGED_HEADERS[lower] then raise(fname, index, "header " .. name .. " is set by the transport") end
-      if lower == "user-agent" then
-        user_agent = value
-      else
-        lines[#lines + 1] = name .. ": " .. value .. "\r\n"
+      table.sort(names)
+      for i = 1, #names do
+        local line, ua = header_line(fname, index, names[i], headers[names[i]])
+        if line then lines = lines .. line else user_agent = ua end
       end
     end
   end
 
-  local u, err = parse_url(url)
-  local p = {
-    method = method, body = body, timeout = timeout, connect_timeout = connect_timeout,
-    url = u, url_error = err,
-  }
-  if u then
-    if u.scheme ~= "https" and not (u.scheme == "http" and self.opts.allow_http) then
-      p.url_error = self.opts.allow_http
-        and "URL scheme not allowed: only https and http URLs are accepted"
-        or "URL scheme not allowed: only https URLs are accepted (allow_http is off)"
-    end
-    local head = {
-      method, " ", u.target, " HTTP/1.1\r\n",
-      "Host: ", u.authority, "\r\n",
-    }
-    if user_agent and user_agent ~= "" then head[#head + 1] = "User-Agent: " .. user_agent .. "\r\n" end
-    for _, line in ipairs(lines) do head[#head + 1] = line end
-    if method == "POST" then head[#head + 1] = "Content-Length: " .. #(body or "") .. "\r\n" end
-    head[#head + 1] = "Connection: keep-alive\r\n\r\n"
-    p.head = concat(head)
-    p.where = u.scheme .. "://" .. u.authority
-    p.pool = concat({ "instagram", u.scheme, u.host, u.port,
-      u.scheme == "https" and ("verify:" .. (self.opts.ca_file or "lua_ssl_trusted_certificate")) or "plain" }, "|")
-    -- only a GET may be sent again, so only a GET may take a pooled connection (which the server
-    -- may have closed): anything else connects under a pool name that nothing is ever kept under
-    p.fresh = method ~= "GET"
-    if p.fresh then p.pool = p.pool .. "|fresh" end
+  local o, target, err = split_url(self, url)
+  if not o then
+    return { method = method, body = body, timeout = timeout, connect_timeout = connect_timeout, url_error = err }
   end
+  local ua_line = o.ua_line
+  if user_agent then
+    ua_line = user_agent ~= "" and ("User-Agent: " .. user_agent .. "\r\n") or ""
+  end
+  -- only a GET may be sent again, so only a GET may take a pooled connection (which the server
+  -- may have closed): anything else connects under a pool name that nothing is ever kept under
+  local fresh = method ~= "GET"
+  -- the fields every request has in one constructor (eight: the table is made at its final size)
+  local p = {
+    method = method, timeout = timeout, connect_timeout = connect_timeout,
+    url = o, fresh = fresh, where = o.where,
+    connect_opts = fresh and o.connect_fresh or o.connect_pooled,
+    head = method .. " " .. target .. " HTTP/1.1\r\n" .. o.host_line .. ua_line .. lines
+      .. (method == "POST" and ("Content-Length: " .. #(body or "") .. "\r\n") or "")
+      .. "Connection: keep-alive\r\n\r\n",
+  }
+  if body then p.body = body end
+  if o.scheme_error then p.url_error = o.scheme_error end
   return p
 end
 
@@ -226,7 +364,11 @@ local Conn = {}
 Conn.__index = Conn
 
 function Conn:arm()
-  local left = self.deadline and (self.deadline - now(self.ngx)) or nil
+  -- the same clock reading (ms) as the last arm of this connection sets the same timeouts again
+  local at = self.deadline and now(self.ngx) or false
+  if at == self.armed_at then return end
+  self.armed_at = at
+  local left = self.deadline and (self.deadline - at) or nil
   if left and left <= 0 then fail("timeout", "request timed out after " .. self.timeout .. " s") end
   local ms = left and math.max(1, floor(left * 1000)) or 0
   local connect_ms = self.connect_ms
@@ -336,6 +478,10 @@ end
 
 local function has_token(value, token)
   if not value then return false end
+  local lv = lower(value)
+  if lv == token then return true end
+  -- one item with nothing to trim (the usual "keep-alive"): no list to walk
+  if not find(lv, "[,%s]") then return false end
   for item in value:gmatch("[^,]+") do
     if item:match("^%s*(.-)%s*$"):lower() == token then return true end
   end
@@ -349,19 +495,19 @@ local function read_head(c)
   if major ~= "1" or not (after == "" or after:find("^[ \r]")) then
     fail("response", "malformed status line from " .. c.where)
   end
-  local headers, count, bytes, last = {}, 0, #line, nil
+  local headers, count, bytes, last = new_table(0, 8), 0, #line, nil
   while true do
     line = c:line(MAX_HEADER_BYTES, "response headers")
     bytes = bytes + #line + 1
     if bytes > MAX_HEADER_BYTES then
       fail("response", "response headers larger than " .. MAX_HEADER_BYTES .. " bytes")
     end
-    if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if line == "" then break end
     count = count + 1
     if count > MAX_HEADER_COUNT then fail("response", "more than " .. MAX_HEADER_COUNT .. " response headers") end
-    local first = line:sub(1, 1)
-    if first == " " or first == "\t" then
+    local first = byte(line, 1)
+    if first == 32 or first == 9 then
       -- obs-fold (RFC 9112 §5.2), which libcurl accepts too: the line continues the previous
       -- field, joined with one space. Before any field it is malformed.
       if not last then fail("response", "malformed response header from " .. c.where) end
@@ -371,11 +517,15 @@ local function read_head(c)
         headers[last] = headers[last] == "" and more or (headers[last] .. " " .. more)
       end
     else
-      local name, value = line:match("^([^:]*):(.*)$")
-      if not name or not is_token(name) then fail("response", "malformed response header from " .. c.where) end
-      value = value:match("^[ \t]*(.-)[ \t]*$")
-      if value:find("[%z\r]") then fail("response", "malformed response header from " .. c.where) end
-      name = name:lower()
+      local name, value = match(line, "^([^:]*):[ \t]*(.*)$")
+      name = name and response_name(name)
+      if not name then fail("response", "malformed response header from " .. c.where) end
+      -- trailing blanks: only when there are any (a pattern with a lazy .- walks the whole value)
+      local last_byte = byte(value, -1)
+      if last_byte == 32 or last_byte == 9 then value = match(value, "^(.-)[ \t]*$") end
+      if find(value, "\0", 1, true) or find(value, "\r", 1, true) then
+        fail("response", "malformed response header from " .. c.where)
+      end
       if headers[name] then
         headers[name] = headers[name] .. ", " .. value
       else
@@ -426,6 +576,20 @@ local function read_chunked(c, max, out)
   end
 end
 
+-- a Content-Length that is not plain digits: a list of equal values, each with optional blanks
+-- (a function apart: a loop in read_body would keep LuaJIT from compiling read_body)
+local function content_length_list(c, cl)
+  local length
+  for item in cl:gmatch("[^,]+") do
+    local v = item:match("^%s*(%d+)%s*$")
+    if not v or #v > 15 or (length and tonumber(v) ~= length) then
+      fail("response", "malformed content-length from " .. c.where)
+    end
+    length = tonumber(v)
+  end
+  return length
+end
+
 -- reads the body per RFC 9112 §6.3; returns the body and whether the framing allows reuse
 local function read_body(c, method, status, headers, max)
   if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
@@ -446,15 +610,18 @@ local function read_body(c, method, status, headers, max)
   local cl = headers["content-length"]
   if cl then
     local length
-    for item in cl:gmatch("[^,]+") do
-      local v = item:match("^%s*(%d+)%s*$")
-      if not v or #v > 15 or (length and tonumber(v) ~= length) then
-        fail("response", "malformed content-length from " .. c.where)
-      end
-      length = tonumber(v)
+    if #cl <= 15 and not find(cl, "%D") then
+      length = tonumber(cl) -- the usual single value: digits only
+    else
+      length = content_length_list(c, cl)
     end
     if not length then fail("response", "malformed content-length from " .. c.where) end
     if length > max then fail("response", "response body larger than " .. max .. " bytes") end
+    local pos = c.pos
+    if #c.buf - pos + 1 >= length then -- all of it is in the buffer already
+      c.pos = pos + length
+      return sub(c.buf, pos, pos + length - 1), true
+    end
     c:exact(length, out, "body")
     return concat(out), true
   end
@@ -467,29 +634,28 @@ end
 -- sock:connect, with the name resolution bounded too: nginx's resolver answers within its own
 -- resolver_timeout (30 s by default), which settimeouts does not cover. For a host name the
 -- connect runs on a light thread raced against one that sleeps until the connect deadline.
-local function connect(c, sock, u, pool)
-  local ngx = c.ngx
-  local limit = c.connect_ms > 0 and c.connect_ms / 1000 or nil
-  if c.deadline then
-    local left = c.deadline - now(ngx)
-    if not limit or left < limit then limit = left end
-  end
-  if u.connect_ip or not limit or type(ngx.thread) ~= "table" then
-    return sock:connect(u.connect_host, u.port, { pool = pool })
-  end
-  local spawned, connector = pcall(ngx.thread.spawn, function()
-    return sock:connect(u.connect_host, u.port, { pool = pool })
-  end)
-  if not spawned or not connector then return sock:connect(u.connect_host, u.port, { pool = pool }) end
+-- (the race is a function of its own: a function that makes closures cannot be compiled by
+-- LuaJIT, and the direct connect below runs on every request)
+-- the bodies of the two light threads: module functions given their arguments by spawn, so a
+-- request makes no closures
+local function connect_body(sock, host, port, copts)
+  return sock:connect(host, port, copts)
+end
+
+local function deadline_body(ngx, limit)
+  ngx.sleep(math.max(0.001, limit))
+  return Fail
+end
+
+local function raced_connect(ngx, sock, u, copts, limit)
+  local spawned, connector = pcall(ngx.thread.spawn, connect_body, sock, u.connect_host, u.port, copts)
+  if not spawned or not connector then return sock:connect(u.connect_host, u.port, copts) end
   local state = type(connector) == "thread" and coroutine.status(connector)
   if state == "zombie" or state == "dead" then -- done at once (a pooled connection): no race
     local _, ok, err = ngx.thread.wait(connector)
     return ok, err
   end
-  local timed, timer = pcall(ngx.thread.spawn, function()
-    ngx.sleep(math.max(0.001, limit))
-    return Fail
-  end)
+  local timed, timer = pcall(ngx.thread.spawn, deadline_body, ngx, limit)
   if not timed or not timer then
     local _, ok, err = ngx.thread.wait(connector)
     return ok, err
@@ -504,13 +670,26 @@ local function connect(c, sock, u, pool)
   return ok, err
 end
 
+local function connect(c, sock, u, copts)
+  local ngx = c.ngx
+  local limit = c.connect_ms > 0 and c.connect_ms / 1000 or nil
+  if c.deadline then
+    local left = c.deadline - now(ngx)
+    if not limit or left < limit then limit = left end
+  end
+  if u.connect_ip or not limit or type(ngx.thread) ~= "table" then
+    return sock:connect(u.connect_host, u.port, copts)
+  end
+  return raced_connect(ngx, sock, u, copts, limit)
+end
+
 -- one attempt: connect (or take a pooled connection), send, read. Returns res or raises a Fail.
 local function attempt(self, p, c)
   local ngx, u = c.ngx, p.url
   local sock = ngx.socket.tcp()
   c.sock = sock
   c:arm()
-  local ok, err = connect(c, sock, u, p.pool)
+  local ok, err = connect(c, sock, u, p.connect_opts)
   if not ok then
     if err == "timeout" then fail("timeout", "timed out connecting to " .. p.where) end
     if type(err) == "string" and err:find("no resolver defined", 1, true) then
@@ -518,7 +697,8 @@ local function attempt(self, p, c)
     end
     fail("network", "could not connect to " .. p.where .. ": " .. tostring(err))
   end
-  c.reused = (sock:getreusedtimes() or 0) > 0
+  local reused = sock:getreusedtimes() or 0
+  c.reused = reused > 0
   c.retryable = c.reused and not p.fresh
   if u.scheme == "https" and not c.reused then
     c:arm()
@@ -542,9 +722,13 @@ local function attempt(self, p, c)
   end
 
   local status, headers, minor
-  for _ = 1, MAX_INTERIM + 1 do
-    status, headers, minor = read_head(c)
-    if status >= 200 or status == 101 then break end
+  status, headers, minor = read_head(c)
+  if status < 200 and status ~= 101 then
+    -- interim (1xx) responses: at most MAX_INTERIM skipped (a loop only here, off the usual path)
+    for _ = 1, MAX_INTERIM do
+      status, headers, minor = read_head(c)
+      if status >= 200 or status == 101 then break end
+    end
   end
   if status < 200 then fail("response", "too many interim responses from " .. p.where) end
   if status == 101 then fail("response", "unexpected protocol switch from " .. p.where) end
@@ -554,7 +738,6 @@ local function attempt(self, p, c)
   local keep = framed and not p.fresh and not c.closed and c.pos > #c.buf
     and not has_token(headers.connection, "close")
     and (minor >= 1 or has_token(headers.connection, "keep-alive"))
-  local reused = sock:getreusedtimes() or 0
   if keep then
     local kept = sock:setkeepalive()
     if not kept then sock:close() end
@@ -565,6 +748,27 @@ local function attempt(self, p, c)
   return { status = status, headers = headers, body = body, reused = reused }
 end
 
+-- one attempt on a connection of its own: res | nil, kind, message[, status]; kind "stale" when a
+-- pooled connection turned out closed before any byte of the answer and the request may go again
+local function try_once(self, p, ngx, deadline, connect_ms)
+  local c = setmetatable({
+    ngx = ngx, deadline = deadline, timeout = p.timeout, where = p.where, connect_ms = connect_ms,
+    buf = "", pos = 1, got_bytes = false, closed = false,
+  }, Conn)
+  local ok, res = pcall(attempt, self, p, c)
+  if ok then return res end
+  if c.sock then c.sock:close() end
+  if getmetatable(res) ~= Fail then
+    -- a bug, not the network: keep the message (it never holds the query; p has none)
+    return nil, "network", "ngx transport failed: " .. tostring(res)
+  end
+  if res.kind == "stale" then
+    if p.fresh then return nil, "network", res.message end
+    return nil, "stale"
+  end
+  return nil, res.kind, res.message, res.kind == "response" and c.status or nil
+end
+
 local function perform(self, p)
   if p.url_error then return nil, "network", p.url_error end
   local ngx = ngx_api()
@@ -572,27 +776,16 @@ local function perform(self, p)
   if p.timeout > 0 then deadline = now(ngx) + p.timeout end
   local connect_s = p.connect_timeout > 0 and p.connect_timeout or p.timeout
   if p.timeout > 0 and p.connect_timeout > 0 then connect_s = min(p.timeout, p.connect_timeout) end
-  for try = 0, MAX_STALE_RETRIES do
-    local c = setmetatable({
-      ngx = ngx, deadline = deadline, timeout = p.timeout, where = p.where,
-      connect_ms = connect_s > 0 and math.max(1, floor(connect_s * 1000)) or 0,
-      buf = "", pos = 1, got_bytes = false, closed = false,
-    }, Conn)
-    local ok, res = pcall(attempt, self, p, c)
-    if ok then return res end
-    if c.sock then c.sock:close() end
-    if getmetatable(res) ~= Fail then
-      -- a bug, not the network: keep the message (it never holds the query; p has none)
-      return nil, "network", "ngx transport failed: " .. tostring(res)
-    end
-    if res.kind ~= "stale" or p.fresh then
-      return nil, res.kind == "stale" and "network" or res.kind, res.message,
-        res.kind == "response" and c.status or nil
-    end
-    if try == MAX_STALE_RETRIES then
-      return nil, "network", "connection to " .. p.where .. " closed before the response"
-    end
+  local connect_ms = connect_s > 0 and math.max(1, floor(connect_s * 1000)) or 0
+  -- the first try, then (a pooled connection found closed) up to MAX_STALE_RETRIES more; the
+  -- loop is off the usual path, so LuaJIT can compile this function
+  local res, kind, msg, status = try_once(self, p, ngx, deadline, connect_ms)
+  if kind ~= "stale" then return res, kind, msg, status end
+  for _ = 1, MAX_STALE_RETRIES do
+    res, kind, msg, status = try_once(self, p, ngx, deadline, connect_ms)
+    if kind ~= "stale" then return res, kind, msg, status end
   end
+  return nil, "network", "connection to " .. p.where .. " closed before the response"
 end
 
 ---------------------------------------------------------------------------
@@ -618,7 +811,7 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout or 5,
     max_response_bytes = opts.max_response_bytes or 8 * 1024 * 1024,
   }
-  return setmetatable({ opts = o }, T)
+  return setmetatable({ opts = o, origins = {}, origin_count = 0 }, T)
 end
 
 function T:request(req)
@@ -679,5 +872,6 @@ T.__close = T.close
 
 M.Transport = T         -- the metatable of transports, for specs
 M._parse_url = parse_url -- for specs
+M._split_url = split_url -- for specs
 
 return M

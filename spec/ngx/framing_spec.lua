@@ -59,9 +59,9 @@ local function mock(scripts)
     return s
   end
   -- light threads run to their end at spawn (nothing here yields); sleep returns at once
-  function ngx.thread.spawn(fn)
+  function ngx.thread.spawn(fn, ...) -- as ngx.thread.spawn: the arguments go to fn
     local co = coroutine.create(fn)
-    return pack(coroutine.resume(co))
+    return pack(coroutine.resume(co, ...))
   end
   function ngx.thread.wait(th) return unpack(th, 1, th.n) end
   function ngx.thread.kill() return true end
@@ -162,6 +162,59 @@ describe("ngx transport framing (scripted sockets)", function()
         assert.equal("network", kind, url)
         assert.not_matches("SECRET", msg)
       end
+    end)
+  end)
+
+  describe("the URL, parsed once per origin", function()
+    -- split_url (the per-request path, with the origin cached per transport) must answer exactly
+    -- as parse_url (the reference), for the first request to an origin and for later ones
+    local URLS = {
+      "https://graph.instagram.com/v21.0/me?fields=id%2Cusername&access_token=SECRET",
+      "https://graph.instagram.com", "https://graph.instagram.com?x=1", "https://graph.instagram.com#frag",
+      "https://Graph.Instagram.COM:443/me", "HTTPS://h:8443/a/b?c=d#e f\1", "http://127.0.0.1:8080/me?q",
+      "https://[::1]:8443/x", "https://localhost/x", "https://h/a b?access_token=SECRET",
+      "https://h/a?b=c\127", "https://h/#", "https://h?#", "https://user:pw@h/", "https://h:99999/",
+      "https://h:x/", "https://h:/", "ftp://h/", "nope", "://h/", "1https://h/", "ht%tp://h/",
+      "https://h/?next=http://other/", "https//h/?a=http://b/", "https://h b/", "https://h/\t",
+      "https://h/caf\195\169?x=\200", "https://h:0/", "https://h:65535", "https://-h_/",
+    }
+    local function reference(t, url)
+      local u, err = ngx_transport._parse_url(url)
+      if not u then return { err = err } end
+      if u.scheme ~= "https" and not (u.scheme == "http" and t.opts.allow_http) then
+        return { err = "scheme" }
+      end
+      return { scheme = u.scheme, host = u.host, port = u.port, authority = u.authority, target = u.target,
+        connect_host = u.connect_host, connect_ip = u.connect_ip }
+    end
+    local function fast(t, url)
+      local o, target, err = ngx_transport._split_url(t, url)
+      if not o then return { err = err } end
+      if o.scheme_error then return { err = "scheme" } end
+      return { scheme = o.scheme, host = o.host, port = o.port, authority = o.authority, target = target,
+        connect_host = o.connect_host, connect_ip = o.connect_ip }
+    end
+
+    it("gives parse_url's answer for every URL, first and cached", function()
+      for _, allow_http in ipairs({ false, true }) do
+        local t = transport({ allow_http = allow_http })
+        for round = 1, 2 do
+          for _, url in ipairs(URLS) do
+            assert.same(reference(t, url), fast(t, url), url .. " (round " .. round .. ")")
+          end
+        end
+      end
+    end)
+
+    it("keeps a bounded number of origins per transport", function()
+      local t = transport()
+      for i = 1, 200 do
+        local o = ngx_transport._split_url(t, "https://h" .. i .. ".example/x")
+        assert.equal("h" .. i .. ".example", o.host)
+      end
+      local n = 0
+      for _ in pairs(t.origins) do n = n + 1 end
+      assert.is_true(n <= 64, n)
     end)
   end)
 

@@ -111,6 +111,28 @@ function H.tls(args)
   return res_table(t:request({ method = "GET", url = base .. "/me?access_token=SECRET-IN-QUERY" }))
 end
 
+-- the per-origin URL split (its target check is ngx.re.find in here) against parse_url
+function H.split_urls()
+  local ngx_transport = require "instagram.ngx"
+  local t = transport({ allow_http = true })
+  local urls = {
+    "https://h/me?access_token=T", "https://h/a b", "https://h/a\tb", "https://h/a\127b", "https://h/a\31",
+    "https://h/caf\195\169?x=\200\255", "https://h/#frag ment", "https://h?q", "https://h",
+    "http://127.0.0.1:8080/x?y", "https://h:99999/", "https://u@h/", "nope", "https://h/a b#c",
+  }
+  local mismatches = {}
+  for round = 1, 2 do
+    for _, url in ipairs(urls) do
+      local u, err = ngx_transport._parse_url(url)
+      local o, target, ferr = ngx_transport._split_url(t, url)
+      local want = u and (u.host .. " " .. u.target) or err
+      local got = o and (o.host .. " " .. target) or ferr
+      if want ~= got then mismatches[#mismatches + 1] = { url = url, round = round, want = want, got = got } end
+    end
+  end
+  return { mismatches = mismatches, count = #urls, has_re = type(ngx.re) == "table" and ngx.re.find ~= nil }
+end
+
 -- raw transport requests
 function H.raw(args)
   local t = transport({ allow_http = args.allow_http == "1", max_response_bytes = tonumber(args.max) })

@@ -80,6 +80,13 @@ describe("ngx transport inside nginx #nginx", function()
     if f then f:stop() end
   end)
 
+  it("splits URLs in nginx (target checked by ngx.re.find) exactly as parse_url does", function()
+    local out = get("split_urls")
+    assert.is_true(out.has_re)
+    assert.equal(14, out.count)
+    assert.same({}, out.mismatches)
+  end)
+
   before_each(function()
     f:reset()
   end)
