@@ -142,6 +142,13 @@ describe("ig:download", function()
     end
   end)
 
+  it("in ig:batch, a call that raises abandons the others: their temp files are removed", function()
+    local calls = { { "download", items[1].media_url, function() error("sink refused", 0) end, { hosts = HOSTS } } }
+    for i = 2, 3 do calls[i] = { "download", items[i].media_url, dir .. "/" .. i, { hosts = HOSTS } } end
+    assert.has_error(function() ig:batch(calls) end, "sink refused")
+    assert.equal("", listing(dir))
+  end)
+
   it("refuses, before any request, what is not https on a media host", function()
     f:clear_log()
     local url = items[1].media_url

@@ -77,6 +77,11 @@ return function(Client, h)
       os.remove(tmp)
       return nil, err
     end
+    if res == h.BATCH_ABORT then
+      -- another call of the batch raised: this transfer may have made its temp file already
+      os.remove(tmp)
+      error("ig:batch: abandoned, another call of the batch raised", 0)
+    end
     if not res then
       if kind == "file" then
         return failed(errors.new("store", "cannot write " .. (type(dest) == "string" and dest or "the temp file")
