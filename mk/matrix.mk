@@ -4,10 +4,16 @@
 # The in-nginx specs (tag nginx) run nginx's own LuaJIT, whatever busted runs on: make test has them.
 MATRIX_LUAS  ?= 5.1 5.2 5.3
 MATRIX_CORES  = $(foreach v,$(MATRIX_LUAS),build/lua$(v)/instagram/core.so)
+# the specs' test-only fork helper (mk/testfork.mk), for each interpreter of the matrix too
+MATRIX_CORES += $(foreach v,$(MATRIX_LUAS),build/lua$(v)/ig_testfork.so)
 
 build/lua%/instagram/core.so: $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) -I/usr/include/lua$* -shared -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
+
+build/lua%/ig_testfork.so: tools/testfork/testfork.c mk/matrix.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -I/usr/include/lua$* -shared -o $@ $<
 
 .PHONY: build-matrix test-all
 
