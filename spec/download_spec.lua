@@ -161,6 +161,12 @@ describe("ig:download", function()
     end, "^ig:download: url must be")
     assert.error_matches(function() ig:download("https://user@x.fbcdn.net/x.jpg", dir .. "/x") end,
       "^ig:download: url must be")
+    -- a host that only looks like a CDN name to a loose parser: refused here, not left to libcurl
+    for _, bad in ipairs({ "https://127.0.0.1\\.fbcdn.net/x.jpg", "https://evil.example%2f.fbcdn.net/x.jpg",
+      "https://evil.example x.fbcdn.net/x.jpg", "https://evil.example;.fbcdn.net/x.jpg",
+      "https://127.0.0.1:1\\.fbcdn.net/x.jpg" }) do
+      assert.error_matches(function() ig:download(bad, dir .. "/x") end, "^ig:download: url must be", nil, bad)
+    end
     assert.error_matches(function() ig:download(url, 42) end, "^ig:download: dest must be a file path or a function$")
     assert.error_matches(function() ig:download(url, dir .. "/x", { hosts = HOSTS, max_bytes = 0 }) end,
       "^ig:download: opts.max_bytes must be a positive integer$")

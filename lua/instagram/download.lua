@@ -13,8 +13,9 @@ local CHUNK = 64 * 1024
 local function https_host(url)
   local authority = url:match("^[Hh][Tt][Tt][Pp][Ss]://([^/?#]+)")
   if not authority or authority:find("@", 1, true) then return nil end
-  local host = authority:match("^%[([^%]]+)%]") or authority:gsub(":%d*$", "")
-  if host == "" then return nil end
+  local host = authority:match("^%[([%x:.]+)%]:?%d*$") or authority:gsub(":%d*$", "")
+  -- a DNS name or an IP address, nothing a looser URL parser could read as another host
+  if not host:match("^[%w.:-]+$") then return nil end
   return host:lower()
 end
 
