@@ -13,6 +13,30 @@ local function listing(dir)
   return out
 end
 
+describe("ig:download on a transport that does not stream (a function; cosockets alike)", function()
+  local instagram = require "instagram"
+  local dir
+  before_each(function() dir = Nginx.mktemp_dir("download") end)
+  after_each(function() Nginx.run("rm -rf " .. Nginx.q(dir)) end)
+
+  it("keeps opts.max_bytes: a larger body fails (kind response) and leaves no file", function()
+    local seen
+    local ig = instagram.new({ app_id = "1", redirect_uri = "https://localhost/", transport = function(req)
+      seen = req
+      return { status = 200, headers = {}, body = string.rep("v", 5000) }
+    end })
+    local res = assert(ig:download("https://scontent.cdninstagram.com/v.mp4?oe=1", dir .. "/ok.mp4"))
+    assert.equal(5000, res.bytes)
+    assert.is_nil(seen.url:find("access_token", 1, true))
+    local none, err = ig:download("https://scontent.cdninstagram.com/v.mp4?oe=1", dir .. "/big.mp4",
+      { max_bytes = 1000 })
+    assert.is_nil(none)
+    assert.equal("response", err.kind)
+    assert.matches("larger than 1000 bytes", err.message, 1, true)
+    assert.equal("ok.mp4", listing(dir):gsub("%s+$", ""))
+  end)
+end)
+
 describe("ig:download", function()
   local f, ig, dir, token, items
   setup(function()

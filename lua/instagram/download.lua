@@ -101,7 +101,12 @@ return function(Client, h)
     end
     local bytes = res.bytes
     if bytes == nil then
-      -- a transport that does not stream (cosockets, a function): the body came in memory
+      -- a transport that does not stream (cosockets, a function): the body came in memory, and the
+      -- size cap is checked here
+      if #(res.body or "") > max_bytes then
+        return failed(errors.new("response", "response body larger than " .. string.format("%d", max_bytes)
+          .. " bytes", { status = res.status }))
+      end
       local f, oerr = io.open(tmp, "wb")
       if not f then return failed(errors.new("store", "cannot write the download: " .. tostring(oerr))) end
       local ok, werr = f:write(res.body or "")
