@@ -25,6 +25,12 @@ describe("review10: instagram command usage", function()
     assert.equal("instagram: --allow-http is for loopback hosts only; endpoint graph is not one", one_line(r))
   end)
 
+  it("export with an empty DIR is a usage error (it wrote to /), said before the token is read", function()
+    local r = Cli.run(dir, { "export", "", "--token-file", dir .. "/none.json" })
+    assert.equal(2, r.code, r.stderr)
+    assert.equal("instagram: export: DIR must not be empty", one_line(r))
+  end)
+
   it("an empty --token-file is a usage error", function()
     local r = Cli.run(dir, { "token", "--token-file", "" })
     assert.equal(2, r.code, r.stderr)

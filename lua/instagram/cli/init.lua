@@ -537,6 +537,8 @@ end
 
 function commands.export(ctx)
   local a = ctx.args
+  -- "" would put every file at the root: DIR .. "/" .. name
+  if a.dir == "" then fail(EXIT_USAGE, "export: DIR must not be empty") end
   local t = load_token(ctx)
   local ig = new_client(ctx, {})
   local hosts = (a.cdn_host and #a.cdn_host > 0 and a.cdn_host) or (ctx.fake and { "127.0.0.1" }) or nil
