@@ -13,6 +13,30 @@ local function listing(dir)
   return out
 end
 
+describe("ig:download on a transport that does not stream (a function; cosockets alike)", function()
+  local instagram = require "instagram"
+  local dir
+  before_each(function() dir = Nginx.mktemp_dir("download") end)
+  after_each(function() Nginx.run("rm -rf " .. Nginx.q(dir)) end)
+
+  it("keeps opts.max_bytes: a larger body fails (kind response) and leaves no file", function()
+    local seen
+    local ig = instagram.new({ app_id = "1", redirect_uri = "https://localhost/", transport = function(req)
+      seen = req
+      return { status = 200, headers = {}, body = string.rep("v", 5000) }
+    end })
+    local res = assert(ig:download("https://scontent.cdninstagram.com/v.mp4?oe=1", dir .. "/ok.mp4"))
+    assert.equal(5000, res.bytes)
+    assert.is_nil(seen.url:find("access_token", 1, true))
+    local none, err = ig:download("https://scontent.cdninstagram.com/v.mp4?oe=1", dir .. "/big.mp4",
+      { max_bytes = 1000 })
+    assert.is_nil(none)
+    assert.equal("response", err.kind)
+    assert.matches("larger than 1000 bytes", err.message, 1, true)
+    assert.equal("ok.mp4", listing(dir):gsub("%s+$", ""))
+  end)
+end)
+
 describe("ig:download", function()
   local f, ig, dir, token, items
   setup(function()
@@ -142,6 +166,13 @@ describe("ig:download", function()
     end
   end)
 
+  it("in ig:batch, a call that raises abandons the others: their temp files are removed", function()
+    local calls = { { "download", items[1].media_url, function() error("sink refused", 0) end, { hosts = HOSTS } } }
+    for i = 2, 3 do calls[i] = { "download", items[i].media_url, dir .. "/" .. i, { hosts = HOSTS } } end
+    assert.has_error(function() ig:batch(calls) end, "sink refused")
+    assert.equal("", listing(dir))
+  end)
+
   it("refuses, before any request, what is not https on a media host", function()
     f:clear_log()
     local url = items[1].media_url
@@ -154,6 +185,12 @@ describe("ig:download", function()
     end, "^ig:download: url must be")
     assert.error_matches(function() ig:download("https://user@x.fbcdn.net/x.jpg", dir .. "/x") end,
       "^ig:download: url must be")
+    -- a host that only looks like a CDN name to a loose parser: refused here, not left to libcurl
+    for _, bad in ipairs({ "https://127.0.0.1\\.fbcdn.net/x.jpg", "https://evil.example%2f.fbcdn.net/x.jpg",
+      "https://evil.example x.fbcdn.net/x.jpg", "https://evil.example;.fbcdn.net/x.jpg",
+      "https://127.0.0.1:1\\.fbcdn.net/x.jpg" }) do
+      assert.error_matches(function() ig:download(bad, dir .. "/x") end, "^ig:download: url must be", nil, bad)
+    end
     assert.error_matches(function() ig:download(url, 42) end, "^ig:download: dest must be a file path or a function$")
     assert.error_matches(function() ig:download(url, dir .. "/x", { hosts = HOSTS, max_bytes = 0 }) end,
       "^ig:download: opts.max_bytes must be a positive integer$")

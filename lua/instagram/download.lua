@@ -13,8 +13,9 @@ local CHUNK = 64 * 1024
 local function https_host(url)
   local authority = url:match("^[Hh][Tt][Tt][Pp][Ss]://([^/?#]+)")
   if not authority or authority:find("@", 1, true) then return nil end
-  local host = authority:match("^%[([^%]]+)%]") or authority:gsub(":%d*$", "")
-  if host == "" then return nil end
+  local host = authority:match("^%[([%x:.]+)%]:?%d*$") or authority:gsub(":%d*$", "")
+  -- a DNS name or an IP address, nothing a looser URL parser could read as another host
+  if not host:match("^[%w.:-]+$") then return nil end
   return host:lower()
 end
 
@@ -77,6 +78,11 @@ return function(Client, h)
       os.remove(tmp)
       return nil, err
     end
+    if res == h.BATCH_ABORT then
+      -- another call of the batch raised: this transfer may have made its temp file already
+      os.remove(tmp)
+      error("ig:batch: abandoned, another call of the batch raised", 0)
+    end
     if not res then
       if kind == "file" then
         return failed(errors.new("store", "cannot write " .. (type(dest) == "string" and dest or "the temp file")
@@ -95,7 +101,12 @@ return function(Client, h)
     end
     local bytes = res.bytes
     if bytes == nil then
-      -- a transport that does not stream (cosockets, a function): the body came in memory
+      -- a transport that does not stream (cosockets, a function): the body came in memory, and the
+      -- size cap is checked here
+      if #(res.body or "") > max_bytes then
+        return failed(errors.new("response", "response body larger than " .. string.format("%d", max_bytes)
+          .. " bytes", { status = res.status }))
+      end
       local f, oerr = io.open(tmp, "wb")
       if not f then return failed(errors.new("store", "cannot write the download: " .. tostring(oerr))) end
       local ok, werr = f:write(res.body or "")

@@ -85,6 +85,24 @@ function M.endpoints(env, flags)
   return out
 end
 
+-- plain_http(endpoints, allow_http) -> true | nil, message: http:// only with --allow-http, on loopback
+function M.plain_http(endpoints, allow_http)
+  local names = {}
+  for name in pairs(endpoints) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local url = endpoints[name]
+    if url:match("^[Hh][Tt][Tt][Pp]://") then
+      if not allow_http then
+        return nil, "endpoint " .. name .. " is plain http: add --allow-http (loopback hosts only)"
+      elseif not M.is_loopback(url) then
+        return nil, "--allow-http is for loopback hosts only; endpoint " .. name .. " is not one"
+      end
+    end
+  end
+  return true
+end
+
 -- params({"k=v", ...}) -> {k = v} | nil, message
 function M.params(list)
   local out = {}
@@ -288,15 +306,8 @@ local function client_config(ctx, need)
   end
   local endpoints, err = M.endpoints(getenv("INSTAGRAM_ENDPOINTS"), a.endpoint)
   if not endpoints then fail(EXIT_USAGE, err) end
-  for name, url in pairs(endpoints) do
-    if url:match("^[Hh][Tt][Tt][Pp]://") then
-      if not a.allow_http then
-        fail(EXIT_USAGE, "endpoint " .. name .. " is plain http: add --allow-http (loopback hosts only)")
-      elseif not M.is_loopback(url) then
-        fail(EXIT_USAGE, "--allow-http is for loopback hosts only; endpoint " .. name .. " is not one")
-      end
-    end
-  end
+  local plain_ok, perr = M.plain_http(endpoints, a.allow_http)
+  if not plain_ok then fail(EXIT_USAGE, perr) end
   if next(endpoints) then config.endpoints = endpoints end
 
   local missing = {}
@@ -331,6 +342,7 @@ end
 
 local function token_path(ctx)
   if ctx.fake_token_path then return ctx.fake_token_path end
+  if ctx.args.token_file == "" then fail(EXIT_USAGE, "--token-file must not be empty") end
   local path = ctx.args.token_file or tokenfile.default_path(ctx.getenv)
   if not path then fail(EXIT_USAGE, "no token file: set HOME or XDG_CONFIG_HOME, or pass --token-file") end
   return path
@@ -373,18 +385,19 @@ function commands.login(ctx)
   if ctx.fake and (line == nil or trim(line) == "") then
     local location, ferr = ctx.fake_module.browse(instagram.core, ctx.fake, url)
     if not location then fail(EXIT_API, ferr) end
-    io.stderr:write("(fake) the browser was redirected to ", location, "\n")
+    -- the code is a credential, even the fake's: shown hidden, like every secret
+    io.stderr:write("(fake) the browser was redirected to ", (location:gsub("([?&]code=)[^&#]*", "%1[hidden]")), "\n")
     line = location
   end
   if line == nil then fail(EXIT_USAGE, "no redirect URL: standard input ended") end
   local input, checkable = M.pasted(line)
   if not input then fail(EXIT_USAGE, checkable) end
+  local code, err = ig:parse_callback(input, checkable and state or false)
+  if not code then fail_err(err, true) end
   if not checkable then
     io.stderr:write("instagram: warning: only a code was pasted, so its state cannot be checked; "
       .. "paste the whole redirect URL to have it checked\n")
   end
-  local code, err = ig:parse_callback(input, checkable and state or false)
-  if not code then fail_err(err, true) end
   local token
   token, err = ig:exchange_code(code)
   if not token then fail_err(err, true) end
@@ -524,6 +537,8 @@ end
 
 function commands.export(ctx)
   local a = ctx.args
+  -- "" would put every file at the root: DIR .. "/" .. name
+  if a.dir == "" then fail(EXIT_USAGE, "export: DIR must not be empty") end
   local t = load_token(ctx)
   local ig = new_client(ctx, {})
   local hosts = (a.cdn_host and #a.cdn_host > 0 and a.cdn_host) or (ctx.fake and { "127.0.0.1" }) or nil
@@ -598,7 +613,12 @@ function M.main(argv, env)
     return EXIT_USAGE
   end
   ctx.args, ctx.command = args, args.command
-  local _, eperr = M.endpoints(ctx.getenv("INSTAGRAM_ENDPOINTS"), args.endpoint)
+  -- usage errors in the endpoints come first, before the token file is read
+  local endpoints, eperr = M.endpoints(ctx.getenv("INSTAGRAM_ENDPOINTS"), args.endpoint)
+  if endpoints and not args.fake then
+    local _
+    _, eperr = M.plain_http(endpoints, args.allow_http)
+  end
   if eperr then
     io.stderr:write("instagram: ", eperr, "\n")
     return EXIT_USAGE
