@@ -661,6 +661,18 @@ describe("instagram command against the fake", function()
       assert.matches("^FAKE%-MEDIA ", Nginx.read_file(dir .. "/backup/17895695668001010.jpg"))
     end)
 
+    it("an item id from the network that is not a number never names a file (no path traversal)", function()
+      store_token()
+      local media = f:config().media.jayposiris
+      media[1].id = "../escaped"
+      f:config({ media = { jayposiris = media } })
+      local r = export()
+      assert.equal(1, r.code)
+      assert.equal("instagram: Instagram sent a media item whose id is not a number", one_line(r))
+      assert.is_nil(Nginx.read_file(dir .. "/escaped.jpg"))
+      assert.equal(0, cdn_requests())
+    end)
+
     it("a DIR that cannot be made: one line, exit 1, no download", function()
       store_token()
       local r = run({ "--endpoint", "graph=" .. f.https, "--ca-file", f.ca_file, "--token-file", token_file,

@@ -21,6 +21,10 @@ local function size_of(path)
   return n
 end
 
+local function is_media_id(id)
+  return type(id) == "string" and id:match("^%d+$") ~= nil and #id <= 64
+end
+
 local function ext_of(item)
   return item.media_type == "VIDEO" and "mp4" or "jpg"
 end
@@ -56,9 +60,16 @@ function M.run(ig, token, dir, opts)
   local items, files = {}, {}
   for item, ierr in ig:each_media(token, { fields = MEDIA_FIELDS }) do
     if item == false then return nil, "reading the media failed", ierr end
+    -- files are named after IDs: only digits, so no ID from the network can steer a path
+    if not is_media_id(item.id) then return nil, "Instagram sent a media item whose id is not a number" end
     if item.media_type == "CAROUSEL_ALBUM" then
       local page, cerr = ig:children(token, item.id, CHILD_FIELDS)
       if not page then return nil, "reading the children of " .. item.id .. " failed", cerr end
+      for _, child in ipairs(page.data) do
+        if not is_media_id(child.id) then
+          return nil, "Instagram sent a carousel child whose id is not a number"
+        end
+      end
       item.children = page.data
     end
     items[#items + 1] = item
