@@ -329,6 +329,10 @@ describe("instagram command against the fake", function()
       assert.equal(0, r.code, r.stderr)
       assert.matches("warning: --app-secret leaves the secret in your shell history", one_line(r), 1, true)
       assert.not_matches(app.secret, r.stdout .. r.stderr, 1, true)
+      -- a directory is not a secret file: one usage line, not a mode warning and "empty"
+      r = login(flags({ "login", "--app-secret-file", dir }), nil, {})
+      assert.equal(2, r.code)
+      assert.equal("instagram: --app-secret-file " .. dir .. " is not a regular file", one_line(r))
     end)
 
     it("the default token file is $XDG_CONFIG_HOME/instagram/token.json, in a 0700 directory, "

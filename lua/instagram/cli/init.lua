@@ -262,7 +262,8 @@ end
 -- the client
 
 local function read_secret_file(path)
-  local mode = instagram.core.fs_mode(path)
+  local mode, kind = instagram.core.fs_mode(path)
+  if mode and kind ~= "file" then fail(EXIT_USAGE, "--app-secret-file " .. path .. " is not a regular file") end
   if mode and mode % 64 ~= 0 then
     io.stderr:write(string.format("instagram: warning: the app secret file %s can be read by other users "
       .. "(mode %04o); run chmod 600 %s\n", path, mode, path))
