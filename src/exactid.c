@@ -33,35 +33,6 @@ static int is_big_int(const unsigned char *t, size_t n)
     return 1;
 }
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629) of 2-4 bytes at s[i]
- * (s[i] >= 0x80), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t i, size_t len)
-{
-    unsigned char c = s[i], lo = 0x80, hi = 0xBF;
-    size_t n, k;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 2;
-        if (c == 0xE0) lo = 0xA0;
-        else if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 3;
-        if (c == 0xF0) lo = 0x90;
-        else if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (len - i <= n) return 0;
-    for (k = 1; k <= n; k++) {
-        unsigned char b = s[i + k];
-        if (b < lo || b > hi) return 0;
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return n + 1;
-}
-
 /* Index of the first byte at or after i that is '"', '\\', NUL or >= 0x80
  * (len if none): the plain run of a string, skipped 16 bytes at a time. */
 static size_t skip_plain(const unsigned char *s, size_t i, size_t len)
@@ -110,7 +81,7 @@ int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
                     status = IG_JSON_NUL;
                     goto done;
                 } else {
-                    size_t n = utf8_seq(s, i, len);
+                    size_t n = ig_utf8_seq(s, i, len);
                     if (n == 0) {
                         status = IG_JSON_BAD_UTF8;
                         goto done;
@@ -146,7 +117,7 @@ int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
             status = IG_JSON_NUL;
             goto done;
         } else if (c >= 0x80) {
-            size_t n = utf8_seq(s, i, len);
+            size_t n = ig_utf8_seq(s, i, len);
             if (n == 0) {
                 status = IG_JSON_BAD_UTF8;
                 goto done;

@@ -42,6 +42,8 @@ size_t ig_quote_big_ints(const char *in, size_t len, char *out);
 
 /* utf8.c. 1 if s is well-formed UTF-8 (RFC 3629), else 0. */
 int ig_utf8_valid(const unsigned char *s, size_t len);
+/* Length of the well-formed UTF-8 sequence of 2-4 bytes at s[i] (s[i] >= 0x80), or 0. */
+size_t ig_utf8_seq(const unsigned char *s, size_t i, size_t len);
 
 /* crypto.c */
 #define IG_SHA256_LEN 32

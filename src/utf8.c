@@ -3,38 +3,45 @@
  * forms, no surrogates, nothing above U+10FFFF. */
 #include "ig.h"
 
+size_t ig_utf8_seq(const unsigned char *s, size_t i, size_t len)
+{
+    unsigned char c = s[i], lo = 0x80, hi = 0xBF;
+    size_t n, k;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 2;
+        if (c == 0xE0) lo = 0xA0;
+        else if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 3;
+        if (c == 0xF0) lo = 0x90;
+        else if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (len - i <= n) return 0;
+    for (k = 1; k <= n; k++) {
+        unsigned char b = s[i + k];
+        if (b < lo || b > hi) return 0;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return n + 1;
+}
+
 int ig_utf8_valid(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        unsigned char c = s[i];
-        size_t n, k;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
+        size_t n;
+        if (s[i] < 0x80) {
             i++;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0) lo = 0xA0;
-            else if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0) lo = 0x90;
-            else if (c == 0xF4) hi = 0x8F;
-        } else {
-            return 0;
-        }
-        if (len - i <= n) return 0;
-        for (k = 1; k <= n; k++) {
-            unsigned char b = s[i + k];
-            if (b < lo || b > hi) return 0;
-            lo = 0x80;
-            hi = 0xBF;
-        }
-        i += n + 1;
+        n = ig_utf8_seq(s, i, len);
+        if (n == 0) return 0;
+        i += n;
     }
     return 1;
 }
