@@ -320,22 +320,9 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
 end)
 
 describe("examples/openresty/webhooks.lua #nginx", function()
-  local EXAMPLE_CONF = [[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-pid ${PREFIX}/nginx.pid;
-error_log ${PREFIX}/logs/error.log warn;
-env IG_WEBHOOK_VERIFY_TOKEN;
-env IG_WEBHOOK_SECRETS;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path ${PREFIX}/tmp/body;
-    proxy_temp_path ${PREFIX}/tmp/proxy;
-    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
-    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
-    scgi_temp_path ${PREFIX}/tmp/scgi;
+  local EXAMPLE_CONF = Nginx.prologue{
+    worker_connections = 64, env = { "IG_WEBHOOK_VERIFY_TOKEN", "IG_WEBHOOK_SECRETS" },
+  } .. [[
     lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/examples/openresty/?.lua;;";
     lua_package_cpath "${ROOT}/build/5.1/?.so;;";
     lua_shared_dict ig_webhook_events 4m;

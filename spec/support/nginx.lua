@@ -184,20 +184,23 @@ local function connects(self)
     return connected ~= nil
 end
 
---- Nginx.prologue{workers = 1, worker_connections = 256, error_log = "warn"} -> text.
+--- Nginx.prologue{workers = 1, worker_connections = 256, error_log = "warn", env = {}} -> text.
 -- The start every spec config shares: the lua module, one pid file and error log under
--- ${PREFIX}, the events block, then `http {` with access_log off and the temp paths under
--- ${PREFIX}/tmp. workers may be a placeholder such as "${WORKERS}". ${...} stay literal for
--- launch() to fill. The caller adds its own http directives and closes the block.
+-- ${PREFIX}, an `env NAME;` line for each name in env, the events block, then `http {` with
+-- access_log off and the temp paths under ${PREFIX}/tmp. workers may be a placeholder such
+-- as "${WORKERS}". ${...} stay literal for launch() to fill. The caller adds its own http
+-- directives and closes the block.
 function M.prologue(opts)
     opts = opts or {}
+    local env = {}
+    for i, name in ipairs(opts.env or {}) do env[i] = "env " .. name .. ";\n" end
     return string.format([[
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 worker_processes %s;
 pid ${PREFIX}/nginx.pid;
 error_log ${PREFIX}/logs/error.log %s;
-events { worker_connections %d; }
+%sevents { worker_connections %d; }
 http {
     access_log off;
     client_body_temp_path ${PREFIX}/tmp/body;
@@ -205,7 +208,8 @@ http {
     fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
     uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
     scgi_temp_path ${PREFIX}/tmp/scgi;
-]], tostring(opts.workers or 1), opts.error_log or "warn", opts.worker_connections or 256)
+]], tostring(opts.workers or 1), opts.error_log or "warn", table.concat(env),
+        opts.worker_connections or 256)
 end
 
 -- The http-block lines that load the project's Lua modules (lua/), the spec/ngx harnesses
