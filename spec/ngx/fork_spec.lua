@@ -6,22 +6,7 @@ local Echo = require "spec.support.echo"
 local Nginx = require "spec.support.nginx"
 local cjson = require "cjson"
 
-local CONF = [[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 2;
-pid ${PREFIX}/nginx.pid;
-error_log ${PREFIX}/logs/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path ${PREFIX}/tmp/body;
-    proxy_temp_path ${PREFIX}/tmp/proxy;
-    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
-    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
-    scgi_temp_path ${PREFIX}/tmp/scgi;
-    lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;;";
-    lua_package_cpath "${ROOT}/build/5.1/?.so;;";
+local CONF = Nginx.prologue{ workers = 2 } .. Nginx.LUA_PATHS .. [[
     init_by_lua_block {
         local instagram = require "instagram"
         CLIENTS, STARTUP = {}, {}

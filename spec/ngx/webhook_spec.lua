@@ -10,25 +10,11 @@ local SECRET = "meta-app-secret-0123456789abcdef"
 local OTHER = "instagram-app-secret-fedcba9876543210"
 local VERIFY_TOKEN = "meatyhamhock-verify-token"
 
-local CONF = [[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-pid ${PREFIX}/nginx.pid;
-error_log ${PREFIX}/logs/error.log info;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path ${PREFIX}/tmp/body;
-    proxy_temp_path ${PREFIX}/tmp/proxy;
-    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
-    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
-    scgi_temp_path ${PREFIX}/tmp/scgi;
+local CONF = Nginx.prologue{ error_log = "info" } .. [[
     # bodies above 8k are spooled to a temp file, where get_body_data() cannot see them
     client_body_buffer_size 8k;
     client_max_body_size 8m;
-    lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/ngx/?.lua;;";
-    lua_package_cpath "${ROOT}/build/5.1/?.so;;";
+]] .. Nginx.LUA_PATHS .. [[
     lua_shared_dict wh_dedupe 16m;
     lua_shared_dict wh_state 16m;
     init_by_lua_block {
@@ -334,22 +320,9 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
 end)
 
 describe("examples/openresty/webhooks.lua #nginx", function()
-  local EXAMPLE_CONF = [[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-pid ${PREFIX}/nginx.pid;
-error_log ${PREFIX}/logs/error.log warn;
-env IG_WEBHOOK_VERIFY_TOKEN;
-env IG_WEBHOOK_SECRETS;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path ${PREFIX}/tmp/body;
-    proxy_temp_path ${PREFIX}/tmp/proxy;
-    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
-    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
-    scgi_temp_path ${PREFIX}/tmp/scgi;
+  local EXAMPLE_CONF = Nginx.prologue{
+    worker_connections = 64, env = { "IG_WEBHOOK_VERIFY_TOKEN", "IG_WEBHOOK_SECRETS" },
+  } .. [[
     lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/examples/openresty/?.lua;;";
     lua_package_cpath "${ROOT}/build/5.1/?.so;;";
     lua_shared_dict ig_webhook_events 4m;

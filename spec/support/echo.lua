@@ -14,20 +14,7 @@ local Nginx = require "spec.support.nginx"
 local M = {}
 M.__index = M
 
-local CONF = [[
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-pid ${PREFIX}/nginx.pid;
-error_log ${PREFIX}/logs/error.log warn;
-events { worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path ${PREFIX}/tmp/body;
-    proxy_temp_path ${PREFIX}/tmp/proxy;
-    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
-    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
-    scgi_temp_path ${PREFIX}/tmp/scgi;
+local CONF = Nginx.prologue{ worker_connections = 512 } .. [[
     keepalive_timeout 60s;
     keepalive_requests 10000;
     lua_socket_log_errors off;

@@ -184,6 +184,41 @@ local function connects(self)
     return connected ~= nil
 end
 
+--- Nginx.prologue{workers = 1, worker_connections = 256, error_log = "warn", env = {}} -> text.
+-- The start every spec config shares: the lua module, one pid file and error log under
+-- ${PREFIX}, an `env NAME;` line for each name in env, the events block, then `http {` with
+-- access_log off and the temp paths under ${PREFIX}/tmp. workers may be a placeholder such
+-- as "${WORKERS}". ${...} stay literal for launch() to fill. The caller adds its own http
+-- directives and closes the block.
+function M.prologue(opts)
+    opts = opts or {}
+    local env = {}
+    for i, name in ipairs(opts.env or {}) do env[i] = "env " .. name .. ";\n" end
+    return string.format([[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+worker_processes %s;
+pid ${PREFIX}/nginx.pid;
+error_log ${PREFIX}/logs/error.log %s;
+%sevents { worker_connections %d; }
+http {
+    access_log off;
+    client_body_temp_path ${PREFIX}/tmp/body;
+    proxy_temp_path ${PREFIX}/tmp/proxy;
+    fastcgi_temp_path ${PREFIX}/tmp/fastcgi;
+    uwsgi_temp_path ${PREFIX}/tmp/uwsgi;
+    scgi_temp_path ${PREFIX}/tmp/scgi;
+]], tostring(opts.workers or 1), opts.error_log or "warn", table.concat(env),
+        opts.worker_connections or 256)
+end
+
+-- The http-block lines that load the project's Lua modules (lua/), the spec/ngx harnesses
+-- and the Lua 5.1 build of the C core (nginx's Lua is LuaJIT); ${ROOT} is the checkout.
+M.LUA_PATHS = [[
+    lua_package_path "${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;${ROOT}/spec/ngx/?.lua;;";
+    lua_package_cpath "${ROOT}/build/5.1/?.so;;";
+]]
+
 --- Nginx.launch(template, vars, env, opts) -> server, or nil, message.
 -- template: nginx.conf text with ${NAME} placeholders, filled from vars plus PREFIX, PORT
 -- and LISTEN (the first port, "127.0.0.1:PORT") and <NAME>_PORT for each of opts.ports.
