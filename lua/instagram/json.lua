@@ -7,6 +7,8 @@ local decoder = cjson_safe.new() -- private instance: never touch the worker-wid
 decoder.decode_max_depth(200)
 decoder.decode_invalid_numbers(false)
 
+local decode = decoder.decode
+
 local encoder = cjson_safe.new()
 encoder.encode_invalid_numbers(false)
 
@@ -26,7 +28,7 @@ function M.decode(text)
   if not prepared then
     return nil, why -- "invalid UTF-8" or "invalid JSON"
   end
-  local value, err = decoder.decode(prepared)
+  local value, err = decode(prepared)
   if err then
     return nil, "invalid JSON"
   end
