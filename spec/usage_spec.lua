@@ -27,6 +27,20 @@ describe("usage and BUC rate limits", function()
     assert.is_number(usage.app.call_count)
   end)
 
+  -- the headers are decoded when ig:usage() asks; the next response's replace what was decoded
+  it("reports the latest response's usage after an earlier one was read", function()
+    local ig = client()
+    fake:config({ app_usage = { call_count = 11, total_cputime = 1, total_time = 2 } })
+    assert(ig:me(token))
+    local first = ig:usage()
+    assert.equal(11, first.app.call_count)
+    assert.equal(first, ig:usage())
+    fake:config({ app_usage = { call_count = 95, total_cputime = 10, total_time = 20 } })
+    assert(ig:me(token))
+    assert.equal(95, ig:usage().app.call_count)
+    assert.equal(11, first.app.call_count)
+  end)
+
   it("accepts the object shape too", function()
     fake:fault("/me", { headers = { ["X-Business-Use-Case-Usage"] =
       '{"17841477965412210":{"type":"instagram","call_count":95,"estimated_time_to_regain_access":0}}' } })

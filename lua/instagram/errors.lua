@@ -236,9 +236,19 @@ local function api_error_fields(body)
 end
 
 -- classify(res, secrets) -> decoded body, or nil, err. The one place that decides what a response means.
+local byte, find = string.byte, string.find
+local OPEN_BRACE = byte("{")
+
 function M.classify(res, secrets)
   local status = res.status
-  local body, decode_err = json.decode(res.body)
+  local text = res.body
+  local body, decode_err = json.decode(text)
+  -- the usual success: an object without an error field, nothing else to look at
+  if status >= 200 and status < 300 and type(body) == "table" and body.error == nil
+      and body.error_type == nil and body.error_message == nil
+      and (byte(text, 1) == OPEN_BRACE or find(text, "^%s*{")) then
+    return body
+  end
   local fields = api_error_fields(body)
   if fields then
     local is_transient = fields.is_transient

@@ -330,20 +330,30 @@ function Client:_transport()
   return transport.pick(private[self].transport)
 end
 
-local function header_value(res, name)
-  return res.headers and res.headers[name]
+-- The usage headers are kept as received and decoded only when ig:usage() asks (Instagram sends
+-- them on every response; most callers never look)
+function Client:_record_usage(res)
+  local h = res.headers
+  if not h then return end
+  local app, buc = h["x-app-usage"], h["x-business-use-case-usage"]
+  if app or buc then
+    self._usage, self._usage_app, self._usage_buc = nil, app, buc
+  end
 end
 
-function Client:_record_usage(res)
-  local app = header_value(res, "x-app-usage")
-  local buc = header_value(res, "x-business-use-case-usage")
-  if app or buc then
-    -- counts as integers under Lua 5.4, as in decoded Graph data
-    self._usage = {
-      app = app and json.normalize_ids(json.decode(app)) or nil,
-      business = buc and errors.business_usage(json.normalize_ids(json.decode(buc))) or nil,
-    }
-  end
+-- usage() -> the last usage headers, decoded (once), or nil when none came yet
+function Client:_usage_decoded()
+  local usage = self._usage
+  if usage then return usage end
+  local app, buc = self._usage_app, self._usage_buc
+  if not (app or buc) then return nil end
+  -- counts as integers under Lua 5.4, as in decoded Graph data
+  usage = {
+    app = app and json.normalize_ids(json.decode(app)) or nil,
+    business = buc and errors.business_usage(json.normalize_ids(json.decode(buc))) or nil,
+  }
+  self._usage = usage
+  return usage
 end
 
 -- Inside ig:batch, requests go to the batch driver, which makes them concurrently.
@@ -478,6 +488,7 @@ end
 -- the query of a parameter map, sorted by name: build_query (C sorts the map bytewise), or for
 -- one string parameter (the usual fields=…) its two encodings, which allocate no tables
 local function params_query(params)
+  if type(params) == "string" then return params end -- already encoded (user_node's fields=…)
   local k, v = next(params)
   if k == nil then return "" end
   if next(params, k) == nil and type(k) == "string" and type(v) == "string" then
@@ -522,7 +533,8 @@ function Client:_graph_request(token, path, params, raw_query, method)
     connect_timeout = self.connect_timeout }, secrets
 end
 
--- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err
+-- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err (params: a
+-- map, or an already encoded query string)
 function Client:_graph_get(token, path, params, raw_query)
   local req, secrets = self:_graph_request(token, path, params, raw_query)
   local value, res = self:_send(req, secrets)
@@ -753,9 +765,15 @@ function Client:exchange_code(code)
 end
 
 local function user_node(self, fname, token, path, fields)
-  local body, err = self:_graph_get(token, path, {
-    fields = fields_string(fname, fields, private[self].profile.user_fields),
-  })
+  local p = private[self]
+  fields = fields_string(fname, fields, p.profile.user_fields)
+  -- the encoded query of the last fields string, kept: the same fields come on every call
+  local query = p.user_fields_query
+  if p.user_fields ~= fields then
+    query = "fields=" .. url_encode(fields)
+    p.user_fields, p.user_fields_query = fields, query
+  end
+  local body, err = self:_graph_get(token, path, query)
   if not body then return nil, err end
   -- tolerate a {"data":[{...}]} envelope (INSTAGRAM.md §5.3)
   if type(body.data) == "table" and type(body.data[1]) == "table" then body = body.data[1] end

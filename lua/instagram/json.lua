@@ -7,6 +7,8 @@ local decoder = cjson_safe.new() -- private instance: never touch the worker-wid
 decoder.decode_max_depth(200)
 decoder.decode_invalid_numbers(false)
 
+local decode = decoder.decode
+
 local encoder = cjson_safe.new()
 encoder.encode_invalid_numbers(false)
 
@@ -26,7 +28,7 @@ function M.decode(text)
   if not prepared then
     return nil, why -- "invalid UTF-8" or "invalid JSON"
   end
-  local value, err = decoder.decode(prepared)
+  local value, err = decode(prepared)
   if err then
     return nil, "invalid JSON"
   end
@@ -71,14 +73,19 @@ end
 
 -- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, and every
 -- other integral number (counts) into an integer, in place.
+local next, type = next, type
 local function normalize_ids(value, depth)
   if type(value) ~= "table" or depth > 64 then return value end
-  for k, v in pairs(value) do
-    if type(v) == "number" and type(k) == "string" and is_id_key(k) then
-      value[k] = M.id(v) or v
-    elseif type(v) == "number" then
-      value[k] = M.integer(v)
-    elseif type(v) == "table" then
+  -- next rather than pairs (no __pairs lookup), each value's type taken once
+  for k, v in next, value do
+    local tv = type(v)
+    if tv == "number" then
+      if type(k) == "string" and is_id_key(k) then
+        value[k] = M.id(v) or v
+      elseif tointeger then
+        value[k] = tointeger(v) or v
+      end
+    elseif tv == "table" then
       normalize_ids(v, depth + 1)
     end
   end

@@ -255,6 +255,6 @@ return function(Client, h)
 
   function Client:usage()
     h.check_self("ig:usage", self)
-    return self._usage
+    return self:_usage_decoded()
   end
 end

@@ -58,7 +58,7 @@ function Curl:session()
 end
 
 function Curl:request(req)
-  return self:session():perform(req)
+  return (self.sess or self:session()):perform(req)
 end
 
 function Curl:request_many(reqs, concurrency)
