@@ -19,10 +19,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
@@ -63,6 +59,11 @@ typedef struct {
     int body_too_big, head_too_big, out_of_memory;
     int in_multi;
     int was_post; /* the handle last ran a POST: its POSTFIELDS pointer must be cleared */
+    /* the per-transfer options the handle holds (valid when opts_known): a
+     * GET sets again only those that differ from its last transfer */
+    int opts_known, cur_fresh, cur_del;
+    curl_off_t cur_max_file;
+    long cur_timeout_ms, cur_connect_timeout_ms;
     int req; /* 1-based index of the request it runs, 0 when idle */
     /* a download (req.file): a 2xx body goes to fd as it arrives, at most file_max bytes */
     int has_fd, fd, file_too_big, write_errno;
@@ -406,6 +407,7 @@ static int has_prefix_ci(const char *s, const char *prefix)
 static const char *configure_easy(const session *s, slot *sl)
 {
     CURLcode rc;
+    sl->opts_known = 0;
     if ((sl->easy = curl_easy_init()) == NULL) return "could not create a libcurl handle";
     SETOPT(CURLOPT_PRIVATE, (void *)sl);
     SETOPT(CURLOPT_ERRORBUFFER, sl->errbuf);
@@ -449,7 +451,8 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     CURLcode rc;
     CURLMcode mrc;
     const char *err;
-    int i;
+    curl_off_t max_file;
+    int i, known, fresh;
 
     if (!has_prefix_ci(req->url, "https://") && !(s->allow_http && has_prefix_ci(req->url, "http://")))
         return s->allow_http ? "URL scheme not allowed: only https and http URLs are accepted"
@@ -483,30 +486,44 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
         sl->headers = grown;
     }
 
-    /* every per-transfer option, every time: nothing of an earlier transfer carries over */
+    /* every per-transfer option is set, or is known to hold this transfer's
+     * value already (libcurl keeps options across transfers): nothing of an
+     * earlier transfer carries over. The cache is forgotten first, so a
+     * failure half way leaves nothing stale (the handle is dropped anyway). */
+    known = sl->opts_known;
+    sl->opts_known = 0;
+    max_file = req->file ? req->max_file : s->max_response;
     SETOPT(CURLOPT_URL, req->url);
-    SETOPT(CURLOPT_MAXFILESIZE_LARGE, req->file ? req->max_file : s->max_response);
-    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
-    SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    if (!known || sl->cur_max_file != max_file) SETOPT(CURLOPT_MAXFILESIZE_LARGE, max_file);
+    if (!known || sl->cur_connect_timeout_ms != req->connect_timeout_ms)
+        SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    if (!known || sl->cur_timeout_ms != req->timeout_ms) SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
     SETOPT(CURLOPT_HTTPHEADER, sl->headers);
+    /* libcurl silently re-sends a request whose reused connection died
+     * before any reply; a POST (a single-use code) must go out at most
+     * once, so it always gets a connection of its own. A DELETE is retried
+     * by the Lua layer, which must know whether an earlier try went out
+     * (a retried delete that finds nothing succeeded): no silent replay by
+     * libcurl either. Set for every POST and DELETE, never taken from the cache. */
+    fresh = req->post || req->del;
     if (req->post) {
         /* the body is a Lua string anchored for the whole batch: no copy to wipe */
         sl->was_post = 1;
         SETOPT(CURLOPT_POST, 1L);
-        /* libcurl silently re-sends a request whose reused connection died
-         * before any reply; a POST (a single-use code) must go out at most
-         * once, so it always gets a connection of its own */
-        SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
-        SETOPT(CURLOPT_FRESH_CONNECT, 0L);
     }
-    SETOPT(CURLOPT_CUSTOMREQUEST, req->del ? "DELETE" : (const char *)NULL);
-    /* a DELETE is retried by the Lua layer, which must know whether an earlier try went out
-     * (a retried delete that finds nothing succeeded): no silent replay by libcurl either */
-    if (req->del) SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+    if (fresh || !known || sl->cur_fresh) SETOPT(CURLOPT_FRESH_CONNECT, fresh ? 1L : 0L);
+    if (req->del || !known || sl->cur_del)
+        SETOPT(CURLOPT_CUSTOMREQUEST, req->del ? "DELETE" : (const char *)NULL);
+    sl->cur_max_file = max_file;
+    sl->cur_connect_timeout_ms = req->connect_timeout_ms;
+    sl->cur_timeout_ms = req->timeout_ms;
+    sl->cur_fresh = fresh;
+    sl->cur_del = req->del;
+    sl->opts_known = 1;
 
     mrc = curl_multi_add_handle(s->multi, sl->easy);
     if (mrc != CURLM_OK) return curl_multi_strerror(mrc);
@@ -628,8 +645,15 @@ static void push_headers(lua_State *L, const membuf *h)
     const char *p = h->data, *end = h->data + h->len;
     const char *last_name = NULL; /* the header a fold line continues */
     size_t last_len = 0;
-    int t;
-    lua_newtable(L);
+    const char *q = p;
+    int t, lines = 0;
+    /* sized once for every line (an upper bound on the names; at most 64, so a
+     * block of empty lines cannot make a big table): no rehash as it fills */
+    while (lines < 64 && q && q < end && (q = (const char *)memchr(q, '\n', (size_t)(end - q))) != NULL) {
+        lines++;
+        q++;
+    }
+    lua_createtable(L, 0, lines);
     t = lua_gettop(L);
     while (p && p < end) {
         const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p));
@@ -1019,16 +1043,15 @@ static void push_result_values(lua_State *L, int *nret)
 static int l_perform(lua_State *L)
 {
     session *s = check_session(L, "perform");
-    prepared *p;
+    prepared p; /* holds no resource: an error raised while it is filled leaks nothing */
     int acount = 0, nret;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    lua_newtable(L); /* 3: anchor */
-    p = (prepared *)lua_newuserdata(L, sizeof *p); /* 4 */
-    prepare_request(L, s, 2, 3, &acount, p, "perform", 0);
-    lua_newtable(L); /* 5: results */
-    run(L, s, p, 1, 1, 3, 5);
-    lua_rawgeti(L, 5, 1);
+    lua_createtable(L, 8, 0); /* 3: anchor (url, file, body, then the header lines) */
+    prepare_request(L, s, 2, 3, &acount, &p, "perform", 0);
+    lua_createtable(L, 1, 0); /* 4: results */
+    run(L, s, &p, 1, 1, 3, 4);
+    lua_rawgeti(L, 4, 1);
     push_result_values(L, &nret);
     return nret;
 }
@@ -1048,7 +1071,7 @@ static int l_perform_many(lua_State *L)
     len = ig_rawlen(L, 2);
     if (len > (size_t)1000000) return luaL_error(L, "perform_many: too many requests");
     n = (int)len;
-    lua_newtable(L); /* 3: anchor */
+    lua_createtable(L, 3 * n, 0); /* 3: anchor (3 strings a request, then header lines) */
     p = (prepared *)lua_newuserdata(L, (size_t)(n > 0 ? n : 1) * sizeof *p); /* 4 */
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, 2, i + 1);
@@ -1193,23 +1216,18 @@ static int l_sleep(lua_State *L)
 #include <malloc.h>
 #define IG_WIPE_CURL_HEAP 1
 
-/* zeroes n bytes, 64 at a time where it can (glibc's memset turns to
- * "rep stosb" above 2 KiB, which valgrind counts byte by byte) */
+/* glibc's memset, called as such: with a constant size the compiler would
+ * inline it as "rep stosq" */
+static void *(*const volatile zero_fill)(void *, int, size_t) = memset;
+
+/* zeroes n bytes with glibc's memset, in steps of at most 1 KiB: above
+ * 2 KiB glibc's memset turns to "rep stosb", which valgrind counts byte by
+ * byte; below that it stores a vector register at a time whatever the size */
 static void wipe_block(void *p, size_t n)
 {
     unsigned char *b = (unsigned char *)p;
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i zero = _mm_setzero_si128();
-    for (; n - i >= 64; i += 64) {
-        _mm_storeu_si128((__m128i *)(void *)(b + i), zero);
-        _mm_storeu_si128((__m128i *)(void *)(b + i + 16), zero);
-        _mm_storeu_si128((__m128i *)(void *)(b + i + 32), zero);
-        _mm_storeu_si128((__m128i *)(void *)(b + i + 48), zero);
-    }
-    for (; n - i >= 16; i += 16) _mm_storeu_si128((__m128i *)(void *)(b + i), zero);
-#endif
-    for (; i < n; i++) b[i] = 0;
+    for (; n > 1024; b += 1024, n -= 1024) zero_fill(b, 0, 1024);
+    zero_fill(b, 0, n);
 }
 
 /* called through a volatile pointer: the stores cannot be dropped as dead
