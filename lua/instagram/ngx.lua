@@ -404,6 +404,21 @@ function Conn:line(limit, what)
     self.pos = i + 1
     return buf:sub(pos, i - 1)
   end
+  if pos > #buf then
+    -- nothing buffered (the status line of the usual response, read whole in one piece): the
+    -- next piece becomes the buffer, with no list of pieces to make and join
+    local data = self:fill(what)
+    if not data then
+      fail("network", "connection closed by " .. self.where .. " in the " .. what)
+    end
+    i = find(data, "\n", 1, true)
+    if i then
+      if i - 1 > limit then fail("response", what .. " too long") end
+      self.buf, self.pos = data, i + 1
+      return sub(data, 1, i - 1)
+    end
+    buf, pos = data, 1
+  end
   local parts, size = { buf:sub(pos) }, #buf - pos + 1
   self.buf, self.pos = "", 1
   while true do
