@@ -440,6 +440,22 @@ function Conn:line(limit, what)
   end
 end
 
+-- a header line without its "\n" and one "\r" before it, and 1 when there was that "\r" (else 0):
+-- Conn:line, with the "\r" left out of the one substring made in the usual case
+function Conn:field_line(limit, what)
+  local buf, pos = self.buf, self.pos
+  local i = find(buf, "\n", pos, true)
+  if i then
+    if i - pos > limit then fail("response", what .. " too long") end
+    self.pos = i + 1
+    if byte(buf, i - 1) == 13 and i > pos then return sub(buf, pos, i - 2), 1 end
+    return sub(buf, pos, i - 1), 0
+  end
+  local line = self:line(limit, what)
+  if byte(line, -1) == 13 then return sub(line, 1, -2), 1 end
+  return line, 0
+end
+
 -- appends exactly n bytes to out
 function Conn:exact(n, out, what)
   local have = #self.buf - self.pos + 1
@@ -512,12 +528,12 @@ local function read_head(c)
   end
   local headers, count, bytes, last = new_table(0, 8), 0, #line, nil
   while true do
-    line = c:line(MAX_HEADER_BYTES, "response headers")
-    bytes = bytes + #line + 1
+    local cr
+    line, cr = c:field_line(MAX_HEADER_BYTES, "response headers")
+    bytes = bytes + #line + cr + 1
     if bytes > MAX_HEADER_BYTES then
       fail("response", "response headers larger than " .. MAX_HEADER_BYTES .. " bytes")
     end
-    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if line == "" then break end
     count = count + 1
     if count > MAX_HEADER_COUNT then fail("response", "more than " .. MAX_HEADER_COUNT .. " response headers") end
