@@ -519,13 +519,25 @@ local function has_token(value, token)
   return false
 end
 
+local function is_digit(b)
+  return b ~= nil and b >= 48 and b <= 57
+end
+
 -- status line and headers of one response -> status, headers, version minor
 local function read_head(c)
   local line = c:line(8192, "status line")
-  local major, minor, status, after = line:match("^HTTP/(%d)%.(%d) (%d%d%d)(.*)$")
-  if major ~= "1" or not (after == "" or after:find("^[ \r]")) then
+  -- "HTTP/1.<digit> <3 digits>", then nothing, a space or a CR: byte tests, no captures
+  local minor, space, d1, d2, d3 = byte(line, 8, 12)
+  if find(line, "HTTP/1.", 1, true) ~= 1 or not is_digit(minor) or space ~= 32 or not is_digit(d1)
+      or not is_digit(d2) or not is_digit(d3) then
     fail("response", "malformed status line from " .. c.where)
   end
+  local status = (d1 - 48) * 100 + (d2 - 48) * 10 + (d3 - 48)
+  local after = byte(line, 13)
+  if after and after ~= 32 and after ~= 13 then
+    fail("response", "malformed status line from " .. c.where)
+  end
+  minor = minor - 48
   local headers, count, bytes, last = new_table(0, 8), 0, #line, nil
   while true do
     local cr
@@ -565,7 +577,7 @@ local function read_head(c)
       last = name
     end
   end
-  return tonumber(status), headers, tonumber(minor)
+  return status, headers, minor
 end
 
 local function read_chunked(c, max, out)
@@ -626,9 +638,9 @@ local function read_body(c, method, status, headers, max)
   if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
     return "", true
   end
-  local out = {}
   local te = headers["transfer-encoding"]
   if te then
+    local out = {}
     local codings = {}
     for item in te:gmatch("[^,]+") do codings[#codings + 1] = item:match("^%s*(.-)%s*$"):lower() end
     if #codings ~= 1 or codings[1] ~= "chunked" then
@@ -653,9 +665,11 @@ local function read_body(c, method, status, headers, max)
       c.pos = pos + length
       return sub(c.buf, pos, pos + length - 1), true
     end
+    local out = {}
     c:exact(length, out, "body")
     return concat(out), true
   end
+  local out = {}
   c:rest(out, max)
   local body = concat(out)
   if #body > max then fail("response", "response body larger than " .. max .. " bytes") end
