@@ -560,9 +560,12 @@ local function read_head(c)
         headers[last] = headers[last] == "" and more or (headers[last] .. " " .. more)
       end
     else
-      local name, value = match(line, "^([^:]*):[ \t]*(.*)$")
-      name = name and response_name(name)
+      -- the name up to the first ":" (a plain search), the value after the blanks that follow it
+      local colon = find(line, ":", 1, true)
+      local name = colon and response_name(sub(line, 1, colon - 1))
       if not name then fail("response", "malformed response header from " .. c.where) end
+      local from = find(line, "[^ \t]", colon + 1)
+      local value = from and sub(line, from) or ""
       -- trailing blanks: only when there are any (a pattern with a lazy .- walks the whole value)
       local last_byte = byte(value, -1)
       if last_byte == 32 or last_byte == 9 then value = match(value, "^(.-)[ \t]*$") end
