@@ -404,6 +404,21 @@ function Conn:line(limit, what)
     self.pos = i + 1
     return buf:sub(pos, i - 1)
   end
+  if pos > #buf then
+    -- nothing buffered (the status line of the usual response, read whole in one piece): the
+    -- next piece becomes the buffer, with no list of pieces to make and join
+    local data = self:fill(what)
+    if not data then
+      fail("network", "connection closed by " .. self.where .. " in the " .. what)
+    end
+    i = find(data, "\n", 1, true)
+    if i then
+      if i - 1 > limit then fail("response", what .. " too long") end
+      self.buf, self.pos = data, i + 1
+      return sub(data, 1, i - 1)
+    end
+    buf, pos = data, 1
+  end
   local parts, size = { buf:sub(pos) }, #buf - pos + 1
   self.buf, self.pos = "", 1
   while true do
@@ -423,6 +438,22 @@ function Conn:line(limit, what)
     parts[#parts + 1] = data
     size = size + #data
   end
+end
+
+-- a header line without its "\n" and one "\r" before it, and 1 when there was that "\r" (else 0):
+-- Conn:line, with the "\r" left out of the one substring made in the usual case
+function Conn:field_line(limit, what)
+  local buf, pos = self.buf, self.pos
+  local i = find(buf, "\n", pos, true)
+  if i then
+    if i - pos > limit then fail("response", what .. " too long") end
+    self.pos = i + 1
+    if byte(buf, i - 1) == 13 and i > pos then return sub(buf, pos, i - 2), 1 end
+    return sub(buf, pos, i - 1), 0
+  end
+  local line = self:line(limit, what)
+  if byte(line, -1) == 13 then return sub(line, 1, -2), 1 end
+  return line, 0
 end
 
 -- appends exactly n bytes to out
@@ -488,21 +519,33 @@ local function has_token(value, token)
   return false
 end
 
+local function is_digit(b)
+  return b ~= nil and b >= 48 and b <= 57
+end
+
 -- status line and headers of one response -> status, headers, version minor
 local function read_head(c)
   local line = c:line(8192, "status line")
-  local major, minor, status, after = line:match("^HTTP/(%d)%.(%d) (%d%d%d)(.*)$")
-  if major ~= "1" or not (after == "" or after:find("^[ \r]")) then
+  -- "HTTP/1.<digit> <3 digits>", then nothing, a space or a CR: byte tests, no captures
+  local minor, space, d1, d2, d3 = byte(line, 8, 12)
+  if find(line, "HTTP/1.", 1, true) ~= 1 or not is_digit(minor) or space ~= 32 or not is_digit(d1)
+      or not is_digit(d2) or not is_digit(d3) then
     fail("response", "malformed status line from " .. c.where)
   end
+  local status = (d1 - 48) * 100 + (d2 - 48) * 10 + (d3 - 48)
+  local after = byte(line, 13)
+  if after and after ~= 32 and after ~= 13 then
+    fail("response", "malformed status line from " .. c.where)
+  end
+  minor = minor - 48
   local headers, count, bytes, last = new_table(0, 8), 0, #line, nil
   while true do
-    line = c:line(MAX_HEADER_BYTES, "response headers")
-    bytes = bytes + #line + 1
+    local cr
+    line, cr = c:field_line(MAX_HEADER_BYTES, "response headers")
+    bytes = bytes + #line + cr + 1
     if bytes > MAX_HEADER_BYTES then
       fail("response", "response headers larger than " .. MAX_HEADER_BYTES .. " bytes")
     end
-    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
     if line == "" then break end
     count = count + 1
     if count > MAX_HEADER_COUNT then fail("response", "more than " .. MAX_HEADER_COUNT .. " response headers") end
@@ -517,9 +560,12 @@ local function read_head(c)
         headers[last] = headers[last] == "" and more or (headers[last] .. " " .. more)
       end
     else
-      local name, value = match(line, "^([^:]*):[ \t]*(.*)$")
-      name = name and response_name(name)
+      -- the name up to the first ":" (a plain search), the value after the blanks that follow it
+      local colon = find(line, ":", 1, true)
+      local name = colon and response_name(sub(line, 1, colon - 1))
       if not name then fail("response", "malformed response header from " .. c.where) end
+      local from = find(line, "[^ \t]", colon + 1)
+      local value = from and sub(line, from) or ""
       -- trailing blanks: only when there are any (a pattern with a lazy .- walks the whole value)
       local last_byte = byte(value, -1)
       if last_byte == 32 or last_byte == 9 then value = match(value, "^(.-)[ \t]*$") end
@@ -534,7 +580,7 @@ local function read_head(c)
       last = name
     end
   end
-  return tonumber(status), headers, tonumber(minor)
+  return status, headers, minor
 end
 
 local function read_chunked(c, max, out)
@@ -595,9 +641,9 @@ local function read_body(c, method, status, headers, max)
   if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
     return "", true
   end
-  local out = {}
   local te = headers["transfer-encoding"]
   if te then
+    local out = {}
     local codings = {}
     for item in te:gmatch("[^,]+") do codings[#codings + 1] = item:match("^%s*(.-)%s*$"):lower() end
     if #codings ~= 1 or codings[1] ~= "chunked" then
@@ -622,9 +668,11 @@ local function read_body(c, method, status, headers, max)
       c.pos = pos + length
       return sub(c.buf, pos, pos + length - 1), true
     end
+    local out = {}
     c:exact(length, out, "body")
     return concat(out), true
   end
+  local out = {}
   c:rest(out, max)
   local body = concat(out)
   if #body > max then fail("response", "response body larger than " .. max .. " bytes") end
