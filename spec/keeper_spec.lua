@@ -273,8 +273,11 @@ describe("instagram.keeper", function()
       fake:fault("/refresh_access_token", { delay = 1.5, times = 1 })
       local cfg = Clients.config(fake)
       local slow = Proc.spawn(string.format([[
+        -- token times are whole seconds: this process's clock runs a second ahead, so that its later
+        -- answer is stamped later even when both refreshes land within one second
         local ig = require("instagram").new({ app_id = %q, app_secret = %q, redirect_uri = %q, api = "basic_display",
-          endpoints = { graph = %q, token = %q, authorize = %q }, ca_file = %q, clock = require("socket").gettime })
+          endpoints = { graph = %q, token = %q, authorize = %q }, ca_file = %q,
+          clock = function() return require("socket").gettime() + 1 end })
         local k = require("instagram.keeper").new({ client = ig, lock_ttl = 0.5,
           store = require("instagram.store").redis({ port = %d, prefix = "slow:" }) })
         local t = assert(k:token("4101"))
