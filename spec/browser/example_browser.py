@@ -38,7 +38,7 @@ import urllib.parse
 
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -205,18 +205,28 @@ class Browser:
                 self.driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
                 if c["domain"] in ("localhost", ".localhost")}
 
+    def _read(self, tag):
+        # a page may be replaced while it is read (app.js reloads a page restored from the
+        # back/forward cache): read it again from the new document
+        for _ in range(20):
+            try:
+                return self.driver.find_element(By.TAG_NAME, tag).text
+            except StaleElementReferenceException:
+                time.sleep(0.1)
+        return self.driver.find_element(By.TAG_NAME, tag).text
+
     def text(self):
-        return self.driver.find_element(By.TAG_NAME, "body").text
+        return self._read("body")
 
     def h1(self):
-        return self.driver.find_element(By.TAG_NAME, "h1").text
+        return self._read("h1")
 
     def go(self, url):
         self.driver.get(url)
 
     def wait_h1(self, *titles, timeout=15):
         try:
-            WebDriverWait(self.driver, timeout).until(
+            WebDriverWait(self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
                 lambda d: d.find_elements(By.TAG_NAME, "h1")
                 and d.find_element(By.TAG_NAME, "h1").text in titles)
         except TimeoutException:
@@ -422,9 +432,9 @@ def case_logout_back(c):
     assert posts and posts[-1]["status"] == 303, "logout: %r" % [p["status"] for p in posts]
     for _ in range(2):
         b.driver.back()
-        time.sleep(0.3)
-        b.wait_h1(START_TITLE, "Logged in")
-        assert b.h1() == START_TITLE, "Back after Log out shows %r at %s" % (b.h1(), b.driver.current_url)
+        # a signed-in page restored from the back/forward cache is reloaded by app.js: the
+        # browser must end on the start page
+        b.wait_h1(START_TITLE)
         assert "Log in with Instagram" in b.text()
     assert len(c.run.stack.exchanges()) == exchanges, "Back after Log out exchanged a code"
     assert "ig_sid" not in b.cookies(), "Back after Log out logged in again"
