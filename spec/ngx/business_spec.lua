@@ -51,17 +51,9 @@ describe("publishing and comment writes inside nginx (ngx transport) #nginx", fu
 
   setup(function()
     f = Fake.start({ quiet = true })
-    local ok, err = pcall(function()
-      local root = Nginx.repo_root()
-      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      local app = f.apps.instagram_login
-      server = Nginx.start(CONF, { ROOT = root, CA = f.ca_file, HTTPS = f.https, APP_ID = app.client_id,
-        APP_SECRET = app.secret, REDIRECT = app.redirect_uri })
-    end)
-    if not ok then
-      f:stop()
-      error(err, 0)
-    end
+    local app = f.apps.instagram_login
+    server = Nginx.start_beside(f, CONF, Nginx.fake_vars(f, { APP_ID = app.client_id, APP_SECRET = app.secret,
+      REDIRECT = app.redirect_uri }))
   end)
 
   teardown(function()

@@ -45,16 +45,8 @@ describe("a client used in init_by_lua, then in 2 forked workers #nginx", functi
 
   setup(function()
     echo = Echo.start()
-    local ok, err = pcall(function()
-      local root = Nginx.repo_root()
-      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      server = Nginx.start(CONF, { ROOT = root, CA = echo.ca_file, HTTP = echo.http, HTTPS = echo.https },
-        nil, { name = "ngx-fork", master = true })
-    end)
-    if not ok then
-      echo:stop()
-      error(err, 0)
-    end
+    server = Nginx.start_beside(echo, CONF, { CA = echo.ca_file, HTTP = echo.http, HTTPS = echo.https },
+      nil, { name = "ngx-fork", master = true })
   end)
 
   teardown(function()

@@ -106,22 +106,13 @@ describe("transport per phase inside nginx #nginx", function()
   end
 
   setup(function()
+    -- a DNS server that never answers, for the resolver bound
+    dns = assert(socket.udp())
+    assert(dns:setsockname("127.0.0.1", 0))
+    local _, dns_port = dns:getsockname()
     f = Fake.start({ quiet = true })
-    local ok, err = pcall(function()
-      dns = assert(socket.udp())
-      assert(dns:setsockname("127.0.0.1", 0))
-      local _, dns_port = dns:getsockname()
-      local root = Nginx.repo_root()
-      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      server = Nginx.start(CONF, {
-        ROOT = root, CA = f.ca_file, HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
-        WRONG_HOST = f.tls.wrong_host, EXPIRED = f.tls.expired, DNS_PORT = dns_port,
-      }, nil, { ports = { "http", "sr" } })
-    end)
-    if not ok then
-      f:stop()
-      error(err, 0)
-    end
+    server = Nginx.start_beside(f, CONF, Nginx.fake_vars(f, { DNS_PORT = dns_port }), nil,
+      { ports = { "http", "sr" } })
   end)
 
   teardown(function()

@@ -44,30 +44,11 @@ local POSTS = {
 describe("ngx transport: the code exchange is never sent twice #nginx", function()
   local f, server
 
-  local function get(name, args)
-    local q = {}
-    for k, v in pairs(args or {}) do q[#q + 1] = k .. "=" .. tostring(v) end
-    local status, _, body = server:get("/t/" .. name .. "?" .. table.concat(q, "&"))
-    assert(status == 200, "harness answered " .. tostring(status) .. ": " .. body)
-    local out = cjson.decode(body)
-    assert(out.raised == nil, "harness raised: " .. tostring(out.raised))
-    return out
-  end
+  local function get(name, args) return Nginx.call(server, "/t/" .. name, args) end
 
   setup(function()
     f = Fake.start({ quiet = true })
-    local ok, err = pcall(function()
-      local root = Nginx.repo_root()
-      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      server = Nginx.start(CONF, {
-        ROOT = root, CA = f.ca_file, HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
-        WRONG_HOST = f.tls.wrong_host, EXPIRED = f.tls.expired,
-      })
-    end)
-    if not ok then
-      f:stop()
-      error(err, 0)
-    end
+    server = Nginx.start_beside(f, CONF, Nginx.fake_vars(f))
   end)
 
   teardown(function()

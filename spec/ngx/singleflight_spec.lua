@@ -35,32 +35,11 @@ local CONF = Nginx.prologue() .. Nginx.LUA_PATHS .. [[
 describe("refresh_if_needed single-flight inside nginx #nginx", function()
   local f, server
 
-  local function get(name, args)
-    local query = {}
-    for k, v in pairs(args or {}) do query[#query + 1] = k .. "=" .. tostring(v) end
-    table.sort(query)
-    local status, _, body = server:get("/sf/" .. name .. "?" .. table.concat(query, "&"))
-    assert(status == 200, "/sf/" .. name .. " answered " .. tostring(status) .. ": " .. body
-      .. "\n" .. server:log_tail())
-    local out = cjson.decode(body)
-    assert(out.raised == nil, "/sf/" .. name .. " raised: " .. tostring(out.raised))
-    return out
-  end
+  local function get(name, args) return Nginx.call(server, "/sf/" .. name, args) end
 
   setup(function()
     f = Fake.start({ quiet = true })
-    local ok, err = pcall(function()
-      local root = Nginx.repo_root()
-      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      server = Nginx.start(CONF, {
-        ROOT = root, CA = f.ca_file, HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
-        WRONG_HOST = f.tls.wrong_host, EXPIRED = f.tls.expired,
-      })
-    end)
-    if not ok then
-      f:stop()
-      error(err, 0)
-    end
+    server = Nginx.start_beside(f, CONF, Nginx.fake_vars(f))
   end)
 
   teardown(function()

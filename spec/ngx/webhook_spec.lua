@@ -36,15 +36,7 @@ describe("instagram.resty.webhook in nginx, fed by the fake's sender #nginx", fu
 
   setup(function()
     f = Fake.start({ quiet = true })
-    local ok, err = pcall(function()
-      local root = Nginx.repo_root()
-      assert(Nginx.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
-      server = Nginx.start(CONF, { ROOT = root, VERIFY_TOKEN = VERIFY_TOKEN, SECRET = SECRET, OTHER = OTHER })
-    end)
-    if not ok then
-      f:stop()
-      error(err, 0)
-    end
+    server = Nginx.start_beside(f, CONF, { VERIFY_TOKEN = VERIFY_TOKEN, SECRET = SECRET, OTHER = OTHER })
   end)
 
   teardown(function()
@@ -344,14 +336,8 @@ describe("examples/openresty/webhooks.lua #nginx", function()
 
   setup(function()
     f = Fake.start({ quiet = true })
-    local ok, err = pcall(function()
-      server = Nginx.start(EXAMPLE_CONF, { ROOT = Nginx.repo_root() },
-        { IG_WEBHOOK_VERIFY_TOKEN = VERIFY_TOKEN, IG_WEBHOOK_SECRETS = OTHER .. "," .. SECRET })
-    end)
-    if not ok then
-      f:stop()
-      error(err, 0)
-    end
+    server = Nginx.start_beside(f, EXAMPLE_CONF, {},
+      { IG_WEBHOOK_VERIFY_TOKEN = VERIFY_TOKEN, IG_WEBHOOK_SECRETS = OTHER .. "," .. SECRET })
   end)
 
   teardown(function()

@@ -299,4 +299,49 @@ function M:stop()
     run("rm -rf " .. q(self.prefix))
 end
 
+-- start_beside(companion, template, vars[, env[, opts]]) -> server: M.start for the in-nginx specs,
+-- with ROOT filled in and the LuaJIT build of the core (build/5.1) checked first; on failure it
+-- stops `companion` (the fake or echo server the spec started before) and raises.
+function M.start_beside(companion, template, vars, env, opts)
+    local ok, server = pcall(function()
+        local root = M.repo_root()
+        assert(M.read_file(root .. "/build/5.1/instagram/core.so"), "build/5.1/instagram/core.so missing: make build")
+        vars.ROOT = root
+        return M.start(template, vars, env, opts)
+    end)
+    if not ok then
+        companion:stop()
+        error(server, 0)
+    end
+    return server
+end
+
+-- fake_vars(f[, extra]) -> the template variables naming a started fake's URLs and CA (CA, HTTPS,
+-- HTTP, UNTRUSTED, WRONG_HOST, EXPIRED), plus `extra`
+function M.fake_vars(f, extra)
+    local vars = { CA = f.ca_file, HTTPS = f.https, HTTP = f.http, UNTRUSTED = f.tls.untrusted,
+        WRONG_HOST = f.tls.wrong_host, EXPIRED = f.tls.expired }
+    for k, v in pairs(extra or {}) do vars[k] = v end
+    return vars
+end
+
+-- call(server, path, args) -> the decoded answer of a spec harness location (`path` like "/t/me"):
+-- args percent-encoded and sorted into the query; raises unless the answer is a 200 whose JSON did
+-- not report a raise
+function M.call(server, path, args)
+    local query = {}
+    for k, v in pairs(args or {}) do
+        query[#query + 1] = k .. "=" .. tostring(v):gsub("[^%w%-_.~]", function(c)
+            return string.format("%%%02X", c:byte())
+        end)
+    end
+    table.sort(query)
+    local status, _, body = server:get(path .. (#query > 0 and ("?" .. table.concat(query, "&")) or ""))
+    assert(status == 200, path .. " answered " .. tostring(status) .. ": " .. tostring(body) .. "\n"
+        .. server:log_tail())
+    local out = require("cjson").decode(body)
+    assert(out.raised == nil, path .. " raised: " .. tostring(out.raised))
+    return out
+end
+
 return M
