@@ -191,9 +191,14 @@ end
 
 ---------------------------------------------------------------------------
 -- sessions: "s:<sid>" -> {token = <long-lived token table>, user_id, created};
--- "revoked:<user_id>" -> when the user deauthorized the app or asked for deletion
+-- "revoked:<user_id>" -> the user deauthorized the app or asked for deletion at that point.
+-- Both points come from one counter shared by the workers, not from the clock: a login in the
+-- same second as a revocation is after it, and keeps its session.
 
 local function sessions() return ngx.shared.ig_sessions end
+
+-- (it starts from the clock in ms, so that it still grows if the dict ever evicts it)
+local function now_seq() return assert(sessions():incr("seq", 1, math.floor(ngx.now() * 1000))) end
 
 local function session()
   local sid = ngx.var["cookie_" .. SESSION_COOKIE]
@@ -201,7 +206,7 @@ local function session()
   local record = cjson.decode(sessions():get("s:" .. sid) or "null")
   if type(record) ~= "table" or type(record.token) ~= "table" then return nil end
   local revoked = sessions():get("revoked:" .. tostring(record.user_id))
-  if revoked and revoked >= record.created then
+  if revoked and revoked >= (tonumber(record.created) or 0) then
     sessions():delete("s:" .. sid)
     return nil
   end
@@ -302,7 +307,7 @@ function M.callback()
   if old then sessions():delete("s:" .. old) end
   local sid = assert(core.random_state(32))
   local ttl
-  ttl, err = save_session(sid, { token = long, user_id = short.user_id, created = ngx.time() })
+  ttl, err = save_session(sid, { token = long, user_id = short.user_id, created = now_seq() })
   if not ttl then
     log(ngx.ERR, "could not keep the session: ", tostring(err))
     return page(503, "Login failed", "<p>The server is too busy to keep your session.</p>" .. TRY_AGAIN)
@@ -420,7 +425,7 @@ local function signed_request(what)
     return nil, json_answer(400, '{"error":"invalid signed_request"}')
   end
   -- every session of this user made before now is dead
-  sessions():set("revoked:" .. data.user_id, ngx.time(), MAX_SESSION_TTL)
+  sessions():set("revoked:" .. data.user_id, now_seq(), MAX_SESSION_TTL)
   return data
 end
 

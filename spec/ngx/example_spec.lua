@@ -355,6 +355,19 @@ describe("examples/openresty login app #nginx", function()
     assert.equal(303, (get("/me", sid)))
   end)
 
+  it("keeps a login made right after the user's sessions were revoked (same second)", function()
+    -- the browser run's last case logged in again at once after a data deletion, and the new
+    -- session was taken for one of the revoked ones: revocation must end only older sessions
+    local old = session()
+    assert.equal(200, (post("/deauthorize", "signed_request="
+      .. signed_request({ algorithm = "HMAC-SHA256", user_id = USER_ID, issued_at = os.time() }, SECRET))))
+    for _ = 1, 3 do
+      local sid = session()
+      assert.equal(200, (get("/me", sid)))
+    end
+    assert.equal(303, (get("/me", old)))
+  end)
+
   it("answers Meta's data-deletion callback with a status URL and a confirmation code", function()
     local sid = session()
     local status, headers, body = post("/data-deletion", "signed_request="
