@@ -293,6 +293,33 @@ describe("core.session against a loopback server", function()
     s:close()
   end)
 
+  -- libcurl gets the usual URL as an origin and a request target (CURLOPT_REQUEST_TARGET, for
+  -- speed), and anything else whole: what reaches the server is the same either way
+  it("sends the request line and Host libcurl would send for the whole URL", function()
+    local s = core.session({ allow_http = true })
+    local port = base:match(":(%d+)$")
+    local function sent(url)
+      local res = assert(s:perform({ url = url }))
+      local method, target, rest = res.body:match("^(%u+)\n([^\n]*)\n(.*)$")
+      return method .. " " .. target, rest:match("host: ([^\n]*)"), res.status
+    end
+    local token = "IGQVJ" .. ("Xb%2FT0k-_.~q9"):rep(12)
+    assert.same({ "GET /echo?fields=id%2Cusername&access_token=" .. token, "127.0.0.1:" .. port, 200 },
+      { sent(base .. "/echo?fields=id%2Cusername&access_token=" .. token) })
+    -- another host name on the same handle: the origin it holds is replaced
+    assert.same({ "GET /echo?n=2", "localhost:" .. port, 200 }, { sent("http://localhost:" .. port .. "/echo?n=2") })
+    assert.same({ "GET /echo?n=3", "127.0.0.1:" .. port, 200 }, { sent(base .. "/echo?n=3") })
+    assert.same({ "GET /echo?n=4", "127.0.0.1:" .. port, 200 }, { sent("HTTP://127.0.0.1:" .. port .. "/echo?n=4") })
+    -- what libcurl changes in a whole URL is still changed: dot segments, the fragment, no path
+    assert.same({ "GET /echo?n=5", "127.0.0.1:" .. port, 200 }, { sent(base .. "/x/../echo?n=5") })
+    assert.same({ "GET /echo?n=6", "127.0.0.1:" .. port, 200 }, { sent(base .. "/./echo?n=6") })
+    assert.same({ "GET /echo?n=7", "127.0.0.1:" .. port, 200 }, { sent(base .. "/echo?n=7#frag") })
+    local res = assert(s:perform({ url = base .. "?n=8" }))
+    assert.equal(404, res.status)
+    assert.same({ "GET /echo?n=9", "127.0.0.1:" .. port, 200 }, { sent(base .. "/echo?n=9") })
+    s:close()
+  end)
+
   it("performs a GET and returns status, lower-case headers and body", function()
     local s = core.session({ allow_http = true, user_agent = "spec-agent/1" })
     local res = assert(s:perform({ url = base .. "/echo?a=1&b=%20", headers = { Authorization = "Bearer t0k",

@@ -41,6 +41,7 @@
 #define BUFFER_MIN ((size_t)16 * 1024)
 #define BUFFER_KEEP ((size_t)64 * 1024) /* larger buffers are freed after their transfer */
 #define MESSAGE_MAX (CURL_ERROR_SIZE + 128)
+#define ORIGIN_MAX 256
 
 typedef struct {
     char *data;
@@ -62,6 +63,9 @@ typedef struct {
     /* the per-transfer options the handle holds (valid when opts_known): a
      * GET sets again only those that differ from its last transfer */
     int opts_known, cur_fresh, cur_del;
+    /* the origin the handle's CURLOPT_URL holds ("scheme://host[:port]/"), when the last
+     * transfer went by CURLOPT_REQUEST_TARGET (split_target); "" otherwise */
+    char cur_origin[ORIGIN_MAX];
     curl_off_t cur_max_file;
     long cur_timeout_ms, cur_connect_timeout_ms;
     int req; /* 1-based index of the request it runs, 0 when idle */
@@ -440,6 +444,31 @@ failed:
     return curl_easy_strerror(rc);
 }
 
+/* The usual request URL, "scheme://host[:port]/path?query", is given to libcurl as its origin
+ * (CURLOPT_URL, "scheme://host[:port]/") and its request target (CURLOPT_REQUEST_TARGET,
+ * "/path?query"). libcurl then parses only the short origin, and copies the target into the
+ * request line whole: given the whole URL, it parses it, rebuilds it with its printf and then
+ * writes the query into the request line one byte at a time through its printf again, which
+ * for a Graph URL with a token costs more than the rest of the transfer.
+ * Only a target libcurl would send unchanged takes this way: printable ASCII without space,
+ * no fragment, no dot segment (which libcurl would remove). Anything else goes as the whole
+ * URL, as before. There is no proxy (CURLOPT_PROXY ""), so the request line is always in
+ * origin form. Returns the origin's length (the target starts there), or 0. */
+static size_t split_target(const char *url)
+{
+    size_t start = has_prefix_ci(url, "https://") ? 8 : has_prefix_ci(url, "http://") ? 7 : 0;
+    size_t origin;
+    const unsigned char *p;
+    if (start == 0) return 0;
+    origin = start + strcspn(url + start, "/?#@\\");
+    if (url[origin] != '/' || origin == start || origin + 1 >= ORIGIN_MAX) return 0;
+    for (p = (const unsigned char *)url + origin; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '#' || *p == '\\') return 0;
+        if (*p == '/' && p[1] == '.') return 0;
+    }
+    return origin;
+}
+
 /* Configures sl for req and adds it to the multi. Returns NULL, or a message
  * for an error result (kind network) when the request could not start; the
  * caller then idles the slot with failed_alloc set, dropping the handle: every
@@ -452,6 +481,7 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     CURLMcode mrc;
     const char *err;
     curl_off_t max_file;
+    size_t origin;
     int i, known, fresh;
 
     if (!has_prefix_ci(req->url, "https://") && !(s->allow_http && has_prefix_ci(req->url, "http://")))
@@ -493,7 +523,21 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     known = sl->opts_known;
     sl->opts_known = 0;
     max_file = req->file ? req->max_file : s->max_response;
-    SETOPT(CURLOPT_URL, req->url);
+    origin = split_target(req->url);
+    if (origin) {
+        /* the origin with its "/", set only when it changed (libcurl keeps options) */
+        if (!known || strncmp(sl->cur_origin, req->url, origin) != 0 || sl->cur_origin[origin] != '/'
+            || sl->cur_origin[origin + 1] != '\0') {
+            memcpy(sl->cur_origin, req->url, origin + 1);
+            sl->cur_origin[origin + 1] = '\0';
+            SETOPT(CURLOPT_URL, sl->cur_origin);
+        }
+        SETOPT(CURLOPT_REQUEST_TARGET, req->url + origin);
+    } else {
+        sl->cur_origin[0] = '\0';
+        SETOPT(CURLOPT_URL, req->url);
+        SETOPT(CURLOPT_REQUEST_TARGET, (const char *)NULL);
+    }
     if (!known || sl->cur_max_file != max_file) SETOPT(CURLOPT_MAXFILESIZE_LARGE, max_file);
     if (!known || sl->cur_connect_timeout_ms != req->connect_timeout_ms)
         SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
