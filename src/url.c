@@ -62,9 +62,15 @@ static void add_encoded(luaL_Buffer *b, const char *s, size_t len)
 
 static int l_url_encode(lua_State *L)
 {
-    size_t len;
+    size_t len, i = 0;
     const char *s = luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
+    while (i < len && is_unreserved((unsigned char)s[i])) i++;
+    if (i == len && lua_type(L, 1) == LUA_TSTRING) {
+        /* nothing to encode (a token, an ID, a field name): the string itself, not a copy */
+        lua_settop(L, 1);
+        return 1;
+    }
     luaL_buffinit(L, &b);
     add_encoded(&b, s, len);
     luaL_pushresult(&b);
