@@ -887,7 +887,9 @@ static void run(lua_State *L, session *s, prepared *reqs, int n, int concurrency
     b.reqs = reqs;
     b.n = n;
     b.concurrency = concurrency;
-    lua_pushcfunction(L, run_batch);
+    /* run_batch, the upvalue of perform and perform_many: pushing the function itself would
+     * make a new closure object per call under LuaJIT */
+    lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushlightuserdata(L, &b);
     lua_pushvalue(L, anchor);
     lua_pushvalue(L, results);
@@ -1314,8 +1316,6 @@ void ig_open_session(lua_State *L)
 {
     static int curl_ready = 0;
     static const luaL_Reg methods[] = {
-        {"perform", l_perform},
-        {"perform_many", l_perform_many},
         {"close", l_close},
         {NULL, NULL}
     };
@@ -1350,6 +1350,13 @@ void ig_open_session(lua_State *L)
         ig_setfuncs(L, metamethods);
         lua_newtable(L);
         ig_setfuncs(L, methods);
+        /* perform and perform_many run their transfers through run_batch, their upvalue */
+        lua_pushcfunction(L, run_batch);
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, l_perform, 1);
+        lua_setfield(L, -3, "perform");
+        lua_pushcclosure(L, l_perform_many, 1);
+        lua_setfield(L, -2, "perform_many");
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, SESSION_MT);
         lua_setfield(L, -2, "__name");

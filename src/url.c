@@ -6,10 +6,21 @@
 
 static const char HEX_UPPER[] = "0123456789ABCDEF";
 
+/* RFC 3986 unreserved: ALPHA DIGIT - . _ ~ (a table: url_encode scans whole tokens) */
+#define U1(c) ((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') \
+    || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~'
+#define U4(c) U1(c), U1((c) + 1), U1((c) + 2), U1((c) + 3)
+#define U16(c) U4(c), U4((c) + 4), U4((c) + 8), U4((c) + 12)
+#define U64(c) U16(c), U16((c) + 16), U16((c) + 32), U16((c) + 48)
+static const unsigned char UNRESERVED[256] = {U64(0), U64(64), U64(128), U64(192)};
+#undef U64
+#undef U16
+#undef U4
+#undef U1
+
 static int is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-        || c == '-' || c == '.' || c == '_' || c == '~';
+    return UNRESERVED[c];
 }
 
 static int hex_value(unsigned char c)
