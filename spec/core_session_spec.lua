@@ -303,7 +303,7 @@ describe("core.session against a loopback server", function()
       local method, target, rest = res.body:match("^(%u+)\n([^\n]*)\n(.*)$")
       return method .. " " .. target, rest:match("host: ([^\n]*)"), res.status
     end
-    local token = "IGQVJ" .. ("Xb%2FT0k-_.~q9"):rep(12)
+    local token = "IGQVJ" .. ("Xb%2FT0k-_.~q9"):rep(12) .. "!$&'()*+,;=:@[]|{}^`\"<>%"
     assert.same({ "GET /echo?fields=id%2Cusername&access_token=" .. token, "127.0.0.1:" .. port, 200 },
       { sent(base .. "/echo?fields=id%2Cusername&access_token=" .. token) })
     -- another host name on the same handle: the origin it holds is replaced
