@@ -111,35 +111,25 @@ local function has_crlf_nul(s)
   return find(s, "\r", 1, true) ~= nil or find(s, "\n", 1, true) ~= nil or find(s, "\0", 1, true) ~= nil
 end
 
--- response header names seen: name as received -> lower-case name, or false (not a token).
--- Bounded: a server that sends many distinct names only makes the later ones uncached.
-local response_names, response_names_count = {}, 0
-
-local function response_name(name)
-  local lname = response_names[name]
-  if lname == nil then
-    lname = is_token(name) and lower(name) or false
-    if response_names_count < MAX_CACHED_NAMES then
-      response_names[name], response_names_count = lname, response_names_count + 1
+-- A cache of header names: name as given -> lower-case name, or false (not a token). Bounded: a
+-- peer that sends many distinct names only makes the later ones uncached.
+local function name_cache()
+  local names, count = {}, 0
+  return function(name)
+    local lname = names[name]
+    if lname == nil then
+      lname = is_token(name) and lower(name) or false
+      if count < MAX_CACHED_NAMES then
+        names[name], count = lname, count + 1
+      end
     end
+    return lname
   end
-  return lname
 end
 
--- header names the transport has validated: name -> lower-case name, or false (not a token);
--- request header names come from code, so the set stays small (bounded anyway)
-local request_names, request_names_count = {}, 0
-
-local function request_name(name)
-  local lname = request_names[name]
-  if lname == nil then
-    lname = is_token(name) and lower(name) or false
-    if request_names_count < MAX_CACHED_NAMES then
-      request_names[name], request_names_count = lname, request_names_count + 1
-    end
-  end
-  return lname
-end
+-- response header names seen, and request header names validated (those come from code, so
+-- that set stays small)
+local response_name, request_name = name_cache(), name_cache()
 
 local function seconds(fname, index, v, default, what)
   if v == nil then return default end
