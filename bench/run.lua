@@ -26,15 +26,9 @@ for part in (os.getenv("BENCH_ONLY") or "wall,callgrind,counts,overlap,openresty
   ONLY[part] = true
 end
 
-local q, run, read_file = Nginx.q, Nginx.run, Nginx.read_file
+local q, run, read_file, capture = Nginx.q, Nginx.run, Nginx.read_file, Nginx.capture
 local REPO = Nginx.repo_root()
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
 
 local function progress(fmt, ...)
   io.stderr:write(string.format("bench: " .. fmt .. "\n", ...))

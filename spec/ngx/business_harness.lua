@@ -2,8 +2,7 @@
 -- methods on the cosocket transport, against the fake Instagram. GET /b/<name>?<args>; each
 -- handler first makes a GET on the Graph host, so that the connection pool holds a connection the
 -- write could be given.
-local cjson = require "cjson.safe"
-local ngx = ngx -- luacheck: ignore 113
+local answer = require "answer"
 
 local M = {}
 local cfg -- {https, ca_file, app_id, app_secret, redirect_uri}
@@ -69,12 +68,7 @@ function H.write(args)
 end
 
 function M.run(name)
-  local handler = H[name]
-  if not handler then return ngx.exit(404) end
-  local ok, result = pcall(handler, ngx.req.get_uri_args())
-  if not ok then result = { raised = tostring(result) } end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(result))
+  return answer(H, name)
 end
 
 return M

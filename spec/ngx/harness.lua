@@ -2,6 +2,7 @@
 -- Each handler drives the client or the "ngx" transport against the fake Instagram and answers
 -- with a JSON object that the spec checks. GET /t/<name>?<args>.
 local cjson = require "cjson.safe"
+local answer = require "answer"
 
 local M = {}
 local cfg -- set from init_by_lua: {https, http, untrusted, wrong_host, expired, ca_file}
@@ -323,12 +324,7 @@ function H.dns(args)
 end
 
 function M.run(name, exit)
-  local handler = H[name]
-  if not handler then return ngx.exit(404) end
-  local ok, result = pcall(handler, ngx.req.get_uri_args())
-  if not ok then result = { raised = tostring(result) } end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(result))
+  answer(H, name)
   if exit then return ngx.exit(ngx.HTTP_OK) end
 end
 

@@ -2,7 +2,7 @@
 -- Runs INSIDE the nginx "hosts" that spec/ngx/keeper_spec.lua starts (LuaJIT, real cosockets,
 -- 1 or 2 workers each): the keeper, the feed and the stores as a site would use them.
 -- GET /t/<name>?<args> answers JSON; GET /feed.json is instagram.resty.feed.
-local cjson = require "cjson.safe"
+local answer = require "answer"
 
 local M = {}
 local cfg -- from init_by_lua: {https, ca_file, redis_port, lock_ttl, user_id, redis_timeout}
@@ -150,12 +150,7 @@ function M.run(name)
   if name == "feed_json" then
     return require("instagram.resty.feed").serve({ feed = feed() })
   end
-  local handler = H[name]
-  if not handler then return ngx.exit(404) end
-  local ok, result = pcall(handler, ngx.req.get_uri_args())
-  if not ok then result = { raised = tostring(result) } end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(result))
+  return answer(H, name)
 end
 
 return M

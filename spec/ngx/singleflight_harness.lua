@@ -2,6 +2,7 @@
 -- single-flight across light threads sharing the lua_shared_dict "ig_refresh". GET /sf/<name>?<args>.
 -- luacheck: globals ngx
 local cjson = require "cjson.safe"
+local answer = require "answer"
 local harness = require "harness"
 
 local M = {}
@@ -126,13 +127,8 @@ function M.header_filter()
 end
 
 function M.run(name)
-  local handler = H[name]
-  if not handler then return ngx.exit(404) end
   if name ~= "after" then ngx.shared.ig_refresh:flush_all() end
-  local ok, result = pcall(handler, ngx.req.get_uri_args())
-  if not ok then result = { raised = tostring(result) } end
-  ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(result))
+  return answer(H, name)
 end
 
 return M

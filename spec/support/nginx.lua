@@ -31,12 +31,13 @@ end
 local run = M.run
 
 -- A command's standard output without trailing whitespace.
-local function capture(cmd)
+function M.capture(cmd)
     local p = assert(io.popen(cmd, "r"))
     local out = p:read("*a")
     p:close()
     return (out:gsub("%s+$", ""))
 end
+local capture = M.capture
 
 function M.read_file(path)
     local f = io.open(path, "rb")
