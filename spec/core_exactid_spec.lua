@@ -156,3 +156,40 @@ describe("core.json_prepare", function()
     assert.error_matches(function() core.json_prepare(nil) end, "json_prepare", nil, true)
   end)
 end)
+
+describe("instagram.json.decode (json_prepare and the decoder in one C call)", function()
+  local json = require "instagram.json"
+
+  it("decodes big integers exactly, in short text and in text over its stack buffer", function()
+    local t = assert(json.decode('{"access_token":"IGQV","user_id":17841405793187219}'))
+    assert.equal("17841405793187219", t.user_id)
+    assert.equal("IGQV", t.access_token)
+    local items = {}
+    for i = 1, 200 do items[i] = '{"id":1784140579318' .. string.format("%04d", i) .. ',"n":' .. i .. "}" end
+    local long = '{"data":[' .. table.concat(items, ",") .. "]}"
+    assert.is_true(#long > 4096)
+    local page = assert(json.decode(long))
+    assert.equal(200, #page.data)
+    assert.equal("17841405793180001", page.data[1].id)
+    assert.equal("17841405793180200", page.data[200].id)
+    assert.equal(200, page.data[200].n)
+  end)
+
+  it("returns the decoded value alone, and json.null for a null document", function()
+    assert.equal(1, select("#", json.decode('{"a":1}')))
+    assert.equal(json.null, json.decode("null"))
+    assert.same({ 1, "x" }, json.decode('[1,"x"]'))
+  end)
+
+  it("returns nil and a reason, never the text, for anything else", function()
+    assert.same({ nil, "not a string" }, { json.decode(nil) })
+    assert.same({ nil, "not a string" }, { json.decode(12) })
+    assert.same({ nil, "not a string" }, { json.decode({}) })
+    assert.same({ nil, "invalid UTF-8" }, { json.decode('{"a":"\255"}') })
+    assert.same({ nil, "invalid JSON" }, { json.decode('{"a":1}\0junk') })
+    assert.same({ nil, "invalid JSON" }, { json.decode('{"secret":IGQVtoken}') })
+    assert.same({ nil, "invalid JSON" }, { json.decode("") })
+    local deep = ("["):rep(300) .. ("]"):rep(300)
+    assert.same({ nil, "invalid JSON" }, { json.decode(deep) })
+  end)
+end)

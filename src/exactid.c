@@ -144,11 +144,11 @@ size_t ig_quote_big_ints(const char *in, size_t len, char *out)
     return n;
 }
 
-/* Pushes text prepared for lua-cjson, or nil and a reason. */
-static int l_json_prepare(lua_State *L)
+/* Pushes the text at index 1 prepared for lua-cjson and returns 1, or pushes nil and a
+ * reason and returns 2. */
+static int push_prepared(lua_State *L, const char *s, size_t len)
 {
-    size_t len, n;
-    const char *s = luaL_checklstring(L, 1, &len);
+    size_t n;
     char small[1024], *out;
     /* short text (a token response) is written in the same pass: each quoted
      * integer has 16+ bytes and adds 2, so the output fits in len + len/8 + 2 */
@@ -159,8 +159,8 @@ static int l_json_prepare(lua_State *L)
         lua_pushstring(L, status == IG_JSON_BAD_UTF8 ? "invalid UTF-8" : "invalid JSON");
         return 2;
     }
-    if (n == len) { /* nothing to quote: hand back the same string */
-        lua_settop(L, 1);
+    if (n == len) { /* nothing to quote: the same string */
+        lua_pushvalue(L, 1);
         return 1;
     }
     if (direct) {
@@ -170,6 +170,50 @@ static int l_json_prepare(lua_State *L)
     out = (char *)lua_newuserdata(L, n);
     ig_json_prepare(s, len, out, &n);
     lua_pushlstring(L, out, n);
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int l_json_prepare(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_settop(L, 1);
+    return push_prepared(L, s, len);
+}
+
+/* decode(text) -> value | nil, reason: json_prepare, then the decoder (upvalue 1, a
+ * lua-cjson safe decode) on the prepared text, in one call. Anything but a string is
+ * "not a string" (lua-cjson would take a number as JSON text). */
+static int l_exact_decode(lua_State *L)
+{
+    size_t len;
+    const char *s;
+    if (lua_type(L, 1) != LUA_TSTRING) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not a string");
+        return 2;
+    }
+    s = lua_tolstring(L, 1, &len);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    if (push_prepared(L, s, len) == 2) return 2;
+    lua_call(L, 1, 2);
+    if (!lua_isnil(L, -1)) { /* the decoder's error: its message may quote the text */
+        lua_pushnil(L);
+        lua_pushliteral(L, "invalid JSON");
+        return 2;
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* exact_decoder(decode) -> l_exact_decode bound to decode */
+static int l_exact_decoder(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_pushcclosure(L, l_exact_decode, 1);
     return 1;
 }
 
@@ -194,6 +238,7 @@ void ig_open_exactid(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"quote_big_ints", l_quote_big_ints},
         {"json_prepare", l_json_prepare},
+        {"exact_decoder", l_exact_decoder},
         {NULL, NULL}
     };
     ig_setfuncs(L, funcs);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <sys/types.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -78,6 +79,7 @@ typedef struct {
     CURLM *multi; /* NULL before the first transfer of this process */
     CURLSH *share; /* DNS cache and TLS sessions of all the slots; NULL like multi */
     pid_t pid; /* the process that made multi, share and the easy handles */
+    unsigned long forks; /* fork_count when pid was last checked (see session_adopt) */
     slot **slots; /* each slot is its own allocation: libcurl keeps pointers into it */
     int nslots;
     int busy;
@@ -307,6 +309,18 @@ static slot *idle_slot(session *s, int limit)
     return NULL;
 }
 
+/* Counts the fork() children this process descends from: the child handler runs in every
+ * child (nginx workers, a forking server), so a session can tell "maybe another process" from
+ * a number instead of a getpid() system call on every transfer. glibc drops the handler when
+ * the module is unloaded (dlclose), and a reload registers it again. */
+static unsigned long fork_count;
+static int fork_watch; /* the handler is registered */
+
+static void on_fork_child(void)
+{
+    fork_count++;
+}
+
 /* Forgets every libcurl handle without calling libcurl on it: they were made
  * by another process (we are a fork() child) and share its sockets and TLS
  * state, so any call could write to, shut down or read from the parent's
@@ -338,10 +352,15 @@ static void session_abandon_handles(session *s)
  * Returns NULL or an error message (no transfer can start). */
 static const char *session_adopt(session *s)
 {
-    pid_t self = getpid();
-    if (s->pid != self) {
-        if (s->multi || s->share) session_abandon_handles(s);
-        s->pid = self;
+    /* getpid() is a system call: made only when a fork() happened since the last check, or
+     * always when the fork handler could not be registered */
+    if (!fork_watch || s->forks != fork_count) {
+        pid_t self = getpid();
+        if (s->pid != self) {
+            if (s->multi || s->share) session_abandon_handles(s);
+            s->pid = self;
+        }
+        s->forks = fork_count;
     }
     if (s->share == NULL) {
         CURLSH *share = curl_share_init();
@@ -1193,6 +1212,8 @@ static int l_session(lua_State *L)
     /* the userdata exists, with its __gc, before anything is allocated */
     s = (session *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
+    s->pid = getpid();
+    s->forks = fork_count;
     luaL_getmetatable(L, SESSION_MT);
     lua_setmetatable(L, -2);
 
@@ -1345,6 +1366,7 @@ void ig_open_session(lua_State *L)
             luaL_error(L, "instagram.core: curl_global_init failed");
         curl_ready = 1;
     }
+    if (!fork_watch && pthread_atfork(NULL, NULL, on_fork_child) == 0) fork_watch = 1;
 
     if (luaL_newmetatable(L, SESSION_MT)) {
         ig_setfuncs(L, metamethods);

@@ -7,8 +7,6 @@ local decoder = cjson_safe.new() -- private instance: never touch the worker-wid
 decoder.decode_max_depth(200)
 decoder.decode_invalid_numbers(false)
 
-local decode = decoder.decode
-
 local encoder = cjson_safe.new()
 encoder.encode_invalid_numbers(false)
 
@@ -17,23 +15,10 @@ local M = { null = cjson_safe.null }
 -- RFC 8259 §8.1: JSON between systems is UTF-8, and lua-cjson does not check it (src/utf8.c does)
 M.valid_utf8 = core.valid_utf8
 
--- one C pass: UTF-8 check, no NUL (cjson would stop there), big integers quoted (src/exactid.c)
-local json_prepare = core.json_prepare
-
-function M.decode(text)
-  if type(text) ~= "string" then
-    return nil, "not a string"
-  end
-  local prepared, why = json_prepare(text)
-  if not prepared then
-    return nil, why -- "invalid UTF-8" or "invalid JSON"
-  end
-  local value, err = decode(prepared)
-  if err then
-    return nil, "invalid JSON"
-  end
-  return value
-end
+-- decode(text) -> value | nil, reason, in one C call: a pass that checks UTF-8 and NUL (cjson
+-- would stop there) and quotes big integers (src/exactid.c), then the private decoder. The reason
+-- is "not a string", "invalid UTF-8" or "invalid JSON" (cjson's own message may quote the text).
+M.decode = core.exact_decoder(decoder.decode)
 
 function M.encode(value)
   return encoder.encode(value)
