@@ -193,3 +193,60 @@ describe("instagram.json.decode (json_prepare and the decoder in one C call)", f
     assert.same({ nil, "invalid JSON" }, { json.decode(deep) })
   end)
 end)
+
+describe("instagram.json.normalize_ids (one C walk)", function()
+  local json = require "instagram.json"
+  local has_integers = math.type ~= nil -- luacheck: ignore 143
+
+  it("turns integral id and *_id numbers into exact strings, at every level", function()
+    local v = json.normalize_ids({ id = 17841405.0, user_id = -3.0, ig_id = 2 ^ 53 - 1,
+      data = { { id = 5.0, media = { { id = 6.0 } } } }, paging = { cursor_id = 7.0 } })
+    assert.equal("17841405", v.id)
+    assert.equal("-3", v.user_id)
+    assert.equal("9007199254740991", v.ig_id)
+    assert.equal("5", v.data[1].id)
+    assert.equal("6", v.data[1].media[1].id)
+    assert.equal("7", v.paging.cursor_id)
+  end)
+
+  it("leaves what is not an integral ID number alone", function()
+    local v = json.normalize_ids({ id = 1.5, ids = 3.0, idx = "x", _id = 4.0, xid = 5.0, user_id = 2 ^ 60,
+      name = "n", flag = true, [1] = 9.0 })
+    assert.equal(1.5, v.id)
+    assert.equal("4", v._id)
+    assert.equal(2 ^ 60, v.user_id)
+    assert.equal("n", v.name)
+    assert.is_true(v.flag)
+    assert.equal(3, v.ids)
+    assert.equal(5, v.xid)
+    assert.equal(9, v[1])
+    if has_integers then
+      assert.equal("integer", math.type(v.ids)) -- luacheck: ignore 143
+      assert.equal("integer", math.type(v[1])) -- luacheck: ignore 143
+      assert.equal("float", math.type(json.normalize_ids({ n = 2 ^ 63 }).n)) -- luacheck: ignore 143
+      assert.equal("float", math.type(json.normalize_ids({ n = 0.5 }).n)) -- luacheck: ignore 143
+    end
+  end)
+
+  it("returns anything that is not a table as it is, and the table itself", function()
+    assert.is_nil(json.normalize_ids(nil))
+    assert.is_nil(json.normalize_ids(json.decode("{")))
+    assert.equal("s", json.normalize_ids("s"))
+    local t = {}
+    assert.equal(t, json.normalize_ids(t))
+  end)
+
+  it("stops 65 levels down, and takes a deep document without overflowing the C stack", function()
+    local root = {}
+    local node = root
+    for _ = 1, 70 do node.child = { id = 1.0 }; node = node.child end
+    json.normalize_ids(root)
+    node = root
+    for depth = 1, 70 do
+      node = node.child
+      if depth <= 64 then assert.equal("1", node.id) else assert.equal(1, node.id) end
+    end
+    local deep = json.decode(("["):rep(190) .. '{"id":1}' .. ("]"):rep(190))
+    assert.equal(deep, json.normalize_ids(deep))
+  end)
+end)

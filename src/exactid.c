@@ -3,6 +3,8 @@
  * UTF-8 check so that decoding a page scans it once, at memchr-like speed
  * inside strings (SSE2 where the compiler has it), and copies nothing when
  * nothing needs quoting. */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -233,12 +235,67 @@ static int l_quote_big_ints(lua_State *L)
     return 1;
 }
 
+/* "id" or a name ending in "_id" */
+static int is_id_key(const char *k, size_t n)
+{
+    return (n == 2 && k[0] == 'i' && k[1] == 'd') || (n >= 3 && memcmp(k + n - 3, "_id", 3) == 0);
+}
+
+#define MAX_EXACT_INT 9007199254740992.0 /* 2^53 */
+#define MAX_NORMALIZE_DEPTH 64
+
+/* The table at idx, in place: every integral number under an "id" or "..._id" key becomes its
+ * exact decimal string (below 2^53 in magnitude: a bigger one was quoted before decoding),
+ * and under Lua 5.3+ every other integral number an integer (lua-cjson makes floats). */
+static void normalize(lua_State *L, int idx, int depth)
+{
+    luaL_checkstack(L, 4, "normalize_ids: too deep");
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int tv = lua_type(L, -1);
+        if (tv == LUA_TNUMBER) {
+            lua_Number x = lua_tonumber(L, -1);
+            size_t kn;
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : NULL;
+            if (k != NULL && is_id_key(k, kn)) {
+                if (x == floor(x) && x > -MAX_EXACT_INT && x < MAX_EXACT_INT) {
+                    char digits[24];
+                    snprintf(digits, sizeof digits, "%lld", (long long)x);
+                    lua_pushvalue(L, -2);
+                    lua_pushstring(L, digits);
+                    lua_rawset(L, idx);
+                }
+            }
+#if LUA_VERSION_NUM >= 503
+            else if (!lua_isinteger(L, -1) && x == floor(x) && x >= -MAX_EXACT_INT * 1024.0
+                     && x < MAX_EXACT_INT * 1024.0) { /* within +-2^63 */
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)x);
+                lua_rawset(L, idx);
+            }
+#endif
+        } else if (tv == LUA_TTABLE && depth < MAX_NORMALIZE_DEPTH) {
+            normalize(L, lua_gettop(L), depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* normalize_ids(value) -> value: decoded Graph data with exact string IDs (see normalize) */
+static int l_normalize_ids(lua_State *L)
+{
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TTABLE) normalize(L, 1, 0);
+    return 1;
+}
+
 void ig_open_exactid(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"quote_big_ints", l_quote_big_ints},
         {"json_prepare", l_json_prepare},
         {"exact_decoder", l_exact_decoder},
+        {"normalize_ids", l_normalize_ids},
         {NULL, NULL}
     };
     ig_setfuncs(L, funcs);

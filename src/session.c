@@ -473,6 +473,18 @@ failed:
  * no fragment, no dot segment (which libcurl would remove). Anything else goes as the whole
  * URL, as before. There is no proxy (CURLOPT_PROXY ""), so the request line is always in
  * origin form. Returns the origin's length (the target starts there), or 0. */
+/* the bytes split_target's scan stops at: NUL (the end), '/' (a dot segment may follow), and
+ * those that make libcurl change the target: controls and space, DEL and above, '#', '\\'.
+ * Filled once, when the module is opened. */
+static unsigned char target_stop[256];
+
+static void init_target_stop(void)
+{
+    int c;
+    for (c = 0; c < 256; c++)
+        target_stop[c] = (unsigned char)(c <= 0x20 || c >= 0x7f || c == '#' || c == '\\' || c == '/');
+}
+
 static size_t split_target(const char *url)
 {
     size_t start = has_prefix_ci(url, "https://") ? 8 : has_prefix_ci(url, "http://") ? 7 : 0;
@@ -481,11 +493,11 @@ static size_t split_target(const char *url)
     if (start == 0) return 0;
     origin = start + strcspn(url + start, "/?#@\\");
     if (url[origin] != '/' || origin == start || origin + 1 >= ORIGIN_MAX) return 0;
-    for (p = (const unsigned char *)url + origin; *p; p++) {
-        if (*p <= 0x20 || *p >= 0x7f || *p == '#' || *p == '\\') return 0;
-        if (*p == '/' && p[1] == '.') return 0;
+    for (p = (const unsigned char *)url + origin;; p++) {
+        while (!target_stop[*p]) p++;
+        if (*p != '/') return *p == '\0' ? origin : 0;
+        if (p[1] == '.') return 0;
     }
-    return origin;
 }
 
 /* Configures sl for req and adds it to the multi. Returns NULL, or a message
@@ -1367,6 +1379,7 @@ void ig_open_session(lua_State *L)
         curl_ready = 1;
     }
     if (!fork_watch && pthread_atfork(NULL, NULL, on_fork_child) == 0) fork_watch = 1;
+    init_target_stop();
 
     if (luaL_newmetatable(L, SESSION_MT)) {
         ig_setfuncs(L, metamethods);

@@ -366,7 +366,7 @@ function Client:_request(req)
   if co and batch_coroutines[co] == self then
     return coroutine.yield(BATCH_YIELD, req)
   end
-  return self:_transport():request(req)
+  return transport.pick(private[self].transport):request(req)
 end
 
 -- Turns a transport result into decoded JSON or an error object.
@@ -451,8 +451,8 @@ local MAX_CACHED_PATHS = 256
 
 -- base/version/path for a Graph path, built once per client and path (at most MAX_CACHED_PATHS;
 -- an entry remembers the graph base and version it was built from, the client's public fields)
-local function graph_base(self, path)
-  local p = private[self]
+local function graph_base(self, path, p)
+  p = p or private[self]
   local cache = p.graph_paths
   local base, version = self.endpoints.graph, self.graph_version
   local e = cache[path]
@@ -497,6 +497,15 @@ local function params_query(params)
   return build_query(params)
 end
 
+-- the token percent-encoded; the last token's encoding is kept, since the same token comes on
+-- every call (a 200-byte token is otherwise scanned again each time)
+local function token_query(p, token)
+  if token == p.last_token then return p.last_token_query end
+  local q = url_encode(token)
+  p.last_token, p.last_token_query = token, q
+  return q
+end
+
 function Client:_graph_request(token, path, params, raw_query, method)
   method = method or "GET"
   local headers = { Accept = "application/json" }
@@ -504,17 +513,18 @@ function Client:_graph_request(token, path, params, raw_query, method)
   local query = params and params_query(params) or ""
   local in_query = self.token_in ~= "header"
   if not in_query then headers.Authorization = "Bearer " .. token end
-  local secret = private[self].secret
+  local p = private[self]
+  local secret = p.secret
   local secrets = secret and { secret, token } or { token }
-  local url = graph_base(self, path)
+  local url = graph_base(self, path, p)
   if method ~= "POST" and in_query and not self.appsecret_proof and not (raw_query and raw_query ~= "") then
     -- the usual GET: the whole URL in one concatenation
-    url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. url_encode(token)
+    url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. token_query(p, token)
     return { method = method, url = url, headers = headers, timeout = self.timeout,
       connect_timeout = self.connect_timeout }, secrets
   end
   if in_query then
-    query = (query == "" and "access_token=" or (query .. "&access_token=")) .. url_encode(token)
+    query = (query == "" and "access_token=" or (query .. "&access_token=")) .. token_query(p, token)
   end
   if self.appsecret_proof then
     local proof = core.hmac_sha256_hex(secret, token)
@@ -764,8 +774,16 @@ function Client:exchange_code(code)
   return self:_token_from(value, secrets, res)
 end
 
-local function user_node(self, fname, token, path, fields)
-  local p = private[self]
+-- token_string, except that the client's last token (checked when it came) is not checked again
+local function client_token(p, fname, token)
+  if type(token) == "table" then token = token.access_token end
+  if token ~= nil and token == p.checked_token then return token end
+  token = token_string(fname, token)
+  p.checked_token = token
+  return token
+end
+
+local function user_node(self, p, fname, token, path, fields)
   fields = fields_string(fname, fields, p.profile.user_fields)
   -- the encoded query of the last fields string, kept: the same fields come on every call
   local query = p.user_fields_query
@@ -782,15 +800,15 @@ end
 
 function Client:me(token, fields)
   local fname = "ig:me"
-  check_self(fname, self)
-  return user_node(self, fname, token_string(fname, token), "me", fields)
+  local p = check_self(fname, self)
+  return user_node(self, p, fname, client_token(p, fname, token), "me", fields)
 end
 
 function Client:user(token, user_id, fields)
   local fname = "ig:user"
-  check_self(fname, self)
-  token = token_string(fname, token)
-  return user_node(self, fname, token, id_string(fname, "user_id", user_id), fields)
+  local p = check_self(fname, self)
+  token = client_token(p, fname, token)
+  return user_node(self, p, fname, token, id_string(fname, "user_id", user_id), fields)
 end
 
 ---------------------------------------------------------------------------

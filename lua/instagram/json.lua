@@ -44,41 +44,9 @@ function M.integer(v)
   return v
 end
 
-local byte = string.byte
-local UNDERSCORE, I, D = byte("_id", 1, 3)
-
--- "id" or "..._id", without making a substring per key
-local function is_id_key(k)
-  if k == "id" then return true end
-  local n = #k
-  if n < 3 then return false end
-  local a, b, c = byte(k, n - 2, n)
-  return a == UNDERSCORE and b == I and c == D
-end
-
 -- Turns every numeric `id` / `*_id` field of decoded Graph data into an exact string, and every
--- other integral number (counts) into an integer, in place.
-local next, type = next, type
-local function normalize_ids(value, depth)
-  if type(value) ~= "table" or depth > 64 then return value end
-  -- next rather than pairs (no __pairs lookup), each value's type taken once
-  for k, v in next, value do
-    local tv = type(v)
-    if tv == "number" then
-      if type(k) == "string" and is_id_key(k) then
-        value[k] = M.id(v) or v
-      elseif tointeger then
-        value[k] = tointeger(v) or v
-      end
-    elseif tv == "table" then
-      normalize_ids(v, depth + 1)
-    end
-  end
-  return value
-end
-
-function M.normalize_ids(value)
-  return normalize_ids(value, 0)
-end
+-- other integral number (counts) into an integer under Lua 5.3+, in place, 65 levels deep; any
+-- other value is returned as is. One C walk (src/exactid.c): no Lua call per field.
+M.normalize_ids = core.normalize_ids
 
 return M

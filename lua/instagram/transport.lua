@@ -123,7 +123,8 @@ local Auto = {}
 Auto.__index = Auto
 
 function Auto:pick()
-  if in_cosocket_phase() then
+  -- outside nginx there is no ngx table: libcurl, with no phase to ask
+  if rawget(_G, "ngx") ~= nil and in_cosocket_phase() then
     if not self.ngx then self.ngx = require("instagram.ngx").new(self.opts) end
     return self.ngx
   end
