@@ -114,6 +114,28 @@ describe("security", function()
       s:close()
     end)
 
+    it("checks every new token, also after the client kept its last one (the check is skipped only for that one)", function()
+      local ig = client()
+      local token = fake:issue_token("jayposiris")
+      for _ = 1, 2 do
+        assert.equal("jayposiris", assert(ig:me(token)).username)
+        assert.equal("jayposiris", assert(ig:me({ access_token = token })).username)
+        for _, bad in ipairs({ token .. "\r\nX-Evil: 1", token .. "\0", token:sub(1, 10) .. "\n" }) do
+          assert.has_error(function() ig:me(bad) end, "ig:me: token must not contain CR, LF or NUL")
+          assert.has_error(function() ig:user({ access_token = bad }, "17841405793187219") end,
+            "ig:user: token must not contain CR, LF or NUL")
+        end
+        assert.has_error(function() ig:me(nil) end, "ig:me: token must be an access-token string or a token table")
+        assert.has_error(function() ig:me({}) end, "ig:me: token must be an access-token string or a token table")
+      end
+      -- a second token is sent as itself, percent-encoded, not as the first one
+      local other = fake:issue_token("jayposiris")
+      assert(ig:me(other))
+      local log = fake:log("/me")
+      assert.equal(other, log[#log].args.access_token)
+      assert.equal(token, log[#log - 1].args.access_token)
+    end)
+
     it("percent-encodes everything that reaches a URL", function()
       local ig = client()
       local token = fake:issue_token("jayposiris")
