@@ -114,7 +114,7 @@ describe("security", function()
       s:close()
     end)
 
-    it("checks every new token, also after the client kept its last one (the check is skipped only for that one)", function()
+    it("checks every new token, also once the client keeps its last one unchecked", function()
       local ig = client()
       local token = fake:issue_token("jayposiris")
       for _ = 1, 2 do
