@@ -26,6 +26,7 @@
 #include "ig.h"
 
 #define SESSION_MT "instagram.session"
+#define RESPONSE_MT "instagram.response"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -710,14 +711,35 @@ static int is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Pushes {lower-case-name = value} from the raw header block of the final
- * response; repeated names are joined with ", ". An obs-fold line (leading
- * space or tab) continues the header before it, joined with one space
- * (RFC 9112 5.2), as the cosocket transport does. Other lines that are not
- * "name: value" (the status line, malformed lines) are skipped. */
-static void push_headers(lua_State *L, const membuf *h)
+/* the response headers that the Lua layer reads from every response (Client:_record_usage) */
+static const char *const USAGE_HEADERS[] = {"x-app-usage", "x-business-use-case-usage", NULL};
+
+/* name (n bytes, any case) is one of the lower-case names of list */
+static int name_in(const char *name, size_t n, const char *const *list)
 {
-    const char *p = h->data, *end = h->data + h->len;
+    for (; *list; list++) {
+        size_t i;
+        if (strlen(*list) != n) continue;
+        for (i = 0; i < n; i++) {
+            char c = name[i];
+            if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+            if (c != (*list)[i]) break;
+        }
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+/* Pushes {lower-case-name = value} from the raw header block of the final
+ * response (data, len); repeated names are joined with ", ". An obs-fold line
+ * (leading space or tab) continues the header before it, joined with one space
+ * (RFC 9112 5.2), as the cosocket transport does. Other lines that are not
+ * "name: value" (the status line, malformed lines) are skipped. With only
+ * (a NULL-terminated list of lower-case names), the headers of other names
+ * are skipped too, fold lines and all: the table holds those names alone. */
+static void push_headers(lua_State *L, const char *data, size_t len, const char *const *only)
+{
+    const char *p = data, *end = data + len;
     const char *last_name = NULL; /* the header a fold line continues */
     size_t last_len = 0;
     const char *q = p;
@@ -760,6 +782,10 @@ static void push_headers(lua_State *L, const membuf *h)
                 const char *v = colon + 1, *v_end;
                 while (v < line_end && is_blank(*v)) v++;
                 for (v_end = line_end; v_end > v && is_blank(v_end[-1]); v_end--) {}
+                if (only && !name_in(p, (size_t)(colon - p), only)) {
+                    p = next; /* last_name stays NULL: its fold lines are skipped too */
+                    continue;
+                }
                 push_lower(L, p, (size_t)(colon - p));
                 lua_pushvalue(L, -1);
                 lua_rawget(L, t);
@@ -780,6 +806,24 @@ static void push_headers(lua_State *L, const membuf *h)
     }
 }
 
+/* __index of a response table: res.headers, on first read, is decoded from res.raw_headers
+ * and kept in res (a plain table from then on: pairs and next see every header); any other
+ * missing field is nil. */
+static int response_index(lua_State *L)
+{
+    size_t len;
+    const char *raw;
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "headers") != 0) return 0;
+    lua_getfield(L, 1, "raw_headers");
+    if (lua_type(L, -1) != LUA_TSTRING) return 0;
+    raw = lua_tolstring(L, -1, &len);
+    push_headers(L, raw, len, NULL);
+    lua_pushliteral(L, "headers");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
 /* Stores the result of the transfer in sl at results[sl->req] and idles sl. */
 static void finish_request(lua_State *L, session *s, slot *sl, const prepared *req, CURLcode rc,
                            int results)
@@ -792,13 +836,26 @@ static void finish_request(lua_State *L, session *s, slot *sl, const prepared *r
     if (rc == CURLE_OK && !sl->body_too_big && !sl->head_too_big && !sl->out_of_memory) {
         long status = 0;
         curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 4);
         lua_pushinteger(L, (lua_Integer)status);
         lua_setfield(L, -2, "status");
-        push_headers(L, &sl->head);
-        lua_setfield(L, -2, "headers");
+        /* the headers are decoded when res.headers is first read (response_index): most
+         * responses are never asked for one. The usage headers, read from every response, are
+         * decoded now, alone (no table when there are none). */
+        lua_pushlstring(L, sl->head.data ? sl->head.data : "", sl->head.len);
+        lua_setfield(L, -2, "raw_headers");
+        push_headers(L, sl->head.data, sl->head.len, USAGE_HEADERS);
+        lua_pushnil(L);
+        if (lua_next(L, -2) != 0) {
+            lua_pop(L, 2);
+            lua_setfield(L, -2, "usage_headers");
+        } else {
+            lua_pop(L, 1);
+        }
         lua_pushlstring(L, sl->body.data ? sl->body.data : "", sl->body.len);
         lua_setfield(L, -2, "body");
+        luaL_getmetatable(L, RESPONSE_MT);
+        lua_setmetatable(L, -2);
         if (sl->has_fd) {
             lua_pushnumber(L, (lua_Number)sl->file_bytes);
             lua_setfield(L, -2, "bytes");
@@ -1381,6 +1438,11 @@ void ig_open_session(lua_State *L)
     if (!fork_watch && pthread_atfork(NULL, NULL, on_fork_child) == 0) fork_watch = 1;
     init_target_stop();
 
+    if (luaL_newmetatable(L, RESPONSE_MT)) {
+        lua_pushcfunction(L, response_index);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
     if (luaL_newmetatable(L, SESSION_MT)) {
         ig_setfuncs(L, metamethods);
         lua_newtable(L);

@@ -333,7 +333,8 @@ end
 -- The usage headers are kept as received and decoded only when ig:usage() asks (Instagram sends
 -- them on every response; most callers never look)
 function Client:_record_usage(res)
-  local h = res.headers
+  -- the libcurl transport decodes res.headers on first read, and the usage headers apart
+  local h = rawget(res, "headers") or res.usage_headers
   if not h then return end
   local app, buc = h["x-app-usage"], h["x-business-use-case-usage"]
   if app or buc then
