@@ -498,13 +498,17 @@ local function params_query(params)
   return build_query(params)
 end
 
--- the token percent-encoded; the last token's encoding is kept, since the same token comes on
--- every call (a 200-byte token is otherwise scanned again each time)
+-- The token percent-encoded, and the secrets of a request with it ({app_secret, token}, or
+-- {token}: what error messages are scrubbed of). Both are kept for the last token, since the same
+-- token comes on every call: a 200-byte token is not scanned again, and no list is made. The
+-- list is never changed (a request with more secrets makes its own).
 local function token_query(p, token)
-  if token == p.last_token then return p.last_token_query end
-  local q = url_encode(token)
-  p.last_token, p.last_token_query = token, q
-  return q
+  if token ~= p.last_token then
+    local secret = p.secret
+    p.last_token, p.last_token_query = token, url_encode(token)
+    p.last_secrets = secret and { secret, token } or { token }
+  end
+  return p.last_token_query, p.last_secrets
 end
 
 function Client:_graph_request(token, path, params, raw_query, method)
@@ -516,21 +520,21 @@ function Client:_graph_request(token, path, params, raw_query, method)
   if not in_query then headers.Authorization = "Bearer " .. token end
   local p = private[self]
   local secret = p.secret
-  local secrets = secret and { secret, token } or { token }
+  local token_q, secrets = token_query(p, token)
   local url = graph_base(self, path, p)
   if method ~= "POST" and in_query and not self.appsecret_proof and not (raw_query and raw_query ~= "") then
     -- the usual GET: the whole URL in one concatenation
-    url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. token_query(p, token)
+    url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. token_q
     return { method = method, url = url, headers = headers, timeout = self.timeout,
       connect_timeout = self.connect_timeout }, secrets
   end
   if in_query then
-    query = (query == "" and "access_token=" or (query .. "&access_token=")) .. token_query(p, token)
+    query = (query == "" and "access_token=" or (query .. "&access_token=")) .. token_q
   end
   if self.appsecret_proof then
     local proof = core.hmac_sha256_hex(secret, token)
     query = (query == "" and "appsecret_proof=" or (query .. "&appsecret_proof=")) .. proof
-    secrets[#secrets + 1] = proof
+    secrets = { secret, token, proof }
   end
   if method ~= "POST" then
     if raw_query and raw_query ~= "" then query = query == "" and raw_query or (raw_query .. "&" .. query) end
