@@ -736,22 +736,25 @@ static int name_in(const char *name, size_t n, const char *const *list)
  * (RFC 9112 5.2), as the cosocket transport does. Other lines that are not
  * "name: value" (the status line, malformed lines) are skipped. With only
  * (a NULL-terminated list of lower-case names), the headers of other names
- * are skipped too, fold lines and all: the table holds those names alone. */
+ * are skipped too, fold lines and all: the table holds those names alone, and
+ * is nil when none of them came. */
 static void push_headers(lua_State *L, const char *data, size_t len, const char *const *only)
 {
     const char *p = data, *end = data + len;
     const char *last_name = NULL; /* the header a fold line continues */
     size_t last_len = 0;
     const char *q = p;
-    int t, lines = 0;
-    /* sized once for every line (an upper bound on the names; at most 64, so a
-     * block of empty lines cannot make a big table): no rehash as it fills */
-    while (lines < 64 && q && q < end && (q = (const char *)memchr(q, '\n', (size_t)(end - q))) != NULL) {
-        lines++;
-        q++;
+    int t = 0, lines = 0;
+    if (!only) {
+        /* sized once for every line (an upper bound on the names; at most 64, so a
+         * block of empty lines cannot make a big table): no rehash as it fills */
+        while (lines < 64 && q && q < end && (q = (const char *)memchr(q, '\n', (size_t)(end - q))) != NULL) {
+            lines++;
+            q++;
+        }
+        lua_createtable(L, 0, lines);
+        t = lua_gettop(L);
     }
-    lua_createtable(L, 0, lines);
-    t = lua_gettop(L);
     while (p && p < end) {
         const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end, *next = eol ? eol + 1 : end;
@@ -786,6 +789,10 @@ static void push_headers(lua_State *L, const char *data, size_t len, const char 
                     p = next; /* last_name stays NULL: its fold lines are skipped too */
                     continue;
                 }
+                if (t == 0) { /* the first of the names asked for: the table is made now */
+                    lua_createtable(L, 0, 2);
+                    t = lua_gettop(L);
+                }
                 push_lower(L, p, (size_t)(colon - p));
                 lua_pushvalue(L, -1);
                 lua_rawget(L, t);
@@ -804,6 +811,7 @@ static void push_headers(lua_State *L, const char *data, size_t len, const char 
         }
         p = next;
     }
+    if (t == 0) lua_pushnil(L); /* only: none of the names came */
 }
 
 /* __index of a response table: res.headers, on first read, is decoded from res.raw_headers
@@ -845,13 +853,10 @@ static void finish_request(lua_State *L, session *s, slot *sl, const prepared *r
         lua_pushlstring(L, sl->head.data ? sl->head.data : "", sl->head.len);
         lua_setfield(L, -2, "raw_headers");
         push_headers(L, sl->head.data, sl->head.len, USAGE_HEADERS);
-        lua_pushnil(L);
-        if (lua_next(L, -2) != 0) {
-            lua_pop(L, 2);
-            lua_setfield(L, -2, "usage_headers");
-        } else {
+        if (lua_isnil(L, -1))
             lua_pop(L, 1);
-        }
+        else
+            lua_setfield(L, -2, "usage_headers");
         lua_pushlstring(L, sl->body.data ? sl->body.data : "", sl->body.len);
         lua_setfield(L, -2, "body");
         luaL_getmetatable(L, RESPONSE_MT);
@@ -1181,11 +1186,13 @@ static int l_perform(lua_State *L)
     int acount = 0, nret;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    lua_createtable(L, 8, 0); /* 3: anchor (url, file, body, then the header lines) */
+    /* 3: the results (the one result at [1]) and the anchor (url, file, body, then the header
+     * lines, from [2]) in one table */
+    lua_createtable(L, 8, 0);
+    acount = 1;
     prepare_request(L, s, 2, 3, &acount, &p, "perform", 0);
-    lua_createtable(L, 1, 0); /* 4: results */
-    run(L, s, &p, 1, 1, 3, 4);
-    lua_rawgeti(L, 4, 1);
+    run(L, s, &p, 1, 1, 3, 3);
+    lua_rawgeti(L, 3, 1);
     push_result_values(L, &nret);
     return nret;
 }
