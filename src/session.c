@@ -719,7 +719,7 @@ static int name_in(const char *name, size_t n, const char *const *list)
 {
     for (; *list; list++) {
         size_t i;
-        if (strlen(*list) != n) continue;
+        if ((name[0] | 0x20) != (*list)[0] || strlen(*list) != n) continue; /* letters' case bit */
         for (i = 0; i < n; i++) {
             char c = name[i];
             if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
