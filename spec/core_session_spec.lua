@@ -341,6 +341,19 @@ describe("core.session against a loopback server", function()
     s:close()
   end)
 
+  it("sends header lines of any length whole, short and long, on one handle", function()
+    local s = core.session({ allow_http = true })
+    for _, n in ipairs({ 1, 240, 253, 254, 255, 256, 4000, 20000 }) do
+      local value = ("v"):rep(n - 1) .. "Z"
+      local res = assert(s:perform({ url = base .. "/echo", headers = { ["X-Long"] = value, A = "b" } }))
+      local lines = {}
+      for line in res.body:gmatch("[^\n]+") do lines[line] = true end
+      assert.truthy(lines["x-long: " .. value:lower()], n)
+      assert.truthy(lines["a: b"], n)
+    end
+    s:close()
+  end)
+
   it("POSTs a body exactly, without Expect", function()
     local s = core.session({ allow_http = true })
     local body = "a=b&c=%00\0binary\255"

@@ -104,7 +104,7 @@ typedef struct {
     const char *file; /* a download: the file to create (O_EXCL, 0600) for a 2xx body */
     curl_off_t max_file;
     long timeout_ms, connect_timeout_ms;
-    int hfirst, hcount; /* "Name: value" lines at these anchor indices */
+    int hfirst, hcount; /* hcount headers: name, value, name, value... from anchor index hfirst */
 } prepared;
 
 typedef struct {
@@ -535,9 +535,34 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
 
     for (i = 0; i < req->hcount; i++) {
         struct curl_slist *grown;
-        lua_rawgeti(L, anchor, req->hfirst + i);
-        grown = curl_slist_append(sl->headers, lua_tostring(L, -1));
-        lua_pop(L, 1);
+        size_t nl, vl, n;
+        const char *name, *value;
+        char small[256], *line;
+        lua_rawgeti(L, anchor, req->hfirst + 2 * i);
+        lua_rawgeti(L, anchor, req->hfirst + 2 * i + 1);
+        name = lua_tolstring(L, -2, &nl);
+        value = lua_tolstring(L, -1, &vl);
+        /* "Name: value", or "Name;": libcurl's way to send a header with an empty value. Made
+         * here, not as a Lua string: a value may be a secret (Authorization), and this copy is
+         * wiped once libcurl has its own (which is wiped when freed) */
+        n = nl + 2 + vl + 1;
+        line = n <= sizeof small ? small : (char *)malloc(n);
+        if (line == NULL) {
+            lua_pop(L, 2);
+            return "out of memory building request headers";
+        }
+        memcpy(line, name, nl);
+        if (vl == 0) {
+            memcpy(line + nl, ";", 2);
+        } else {
+            memcpy(line + nl, ": ", 2);
+            memcpy(line + nl + 2, value, vl);
+            line[nl + 2 + vl] = '\0';
+        }
+        lua_pop(L, 2);
+        grown = curl_slist_append(sl->headers, line);
+        OPENSSL_cleanse(line, n);
+        if (line != small) free(line);
         if (grown == NULL) return "out of memory building request headers";
         sl->headers = grown;
     }
@@ -743,9 +768,10 @@ static void push_headers(lua_State *L, const char *data, size_t len, const char 
     const char *p = data, *end = data + len;
     const char *last_name = NULL; /* the header a fold line continues */
     size_t last_len = 0;
-    const char *q = p;
-    int t = 0, lines = 0;
+    int t = 0;
     if (!only) {
+        const char *q = p;
+        int lines = 0;
         /* sized once for every line (an upper bound on the names; at most 64, so a
          * block of empty lines cannot make a big table): no rehash as it fills */
         while (lines < 64 && q && q < end && (q = (const char *)memchr(q, '\n', (size_t)(end - q))) != NULL) {
@@ -1135,18 +1161,11 @@ static void prepare_request(lua_State *L, const session *s, int idx, int anchor,
             lua_pushvalue(L, -1); /* convert a copy, never the key lua_next walks */
             value = lua_tolstring(L, -1, &vl);
             if (has_crlf_nul(value, vl)) request_error(L, fname, index, "header value contains CR, LF or NUL");
-            /* "Name;" is libcurl's way to send a header with an empty value */
-            lua_pushlstring(L, name, nl);
-            if (vl == 0) {
-                lua_pushliteral(L, ";");
-                lua_concat(L, 2);
-            } else {
-                lua_pushliteral(L, ": ");
-                lua_pushvalue(L, -3);
-                lua_concat(L, 3);
-            }
+            /* the name and the value (a number's as a string), anchored for start_request */
+            lua_pushvalue(L, -3);
             lua_rawseti(L, anchor, ++*acount);
-            lua_pop(L, 2);
+            lua_rawseti(L, anchor, ++*acount);
+            lua_pop(L, 1);
             p->hcount++;
         }
     }
