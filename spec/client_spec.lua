@@ -326,6 +326,22 @@ describe("Graph requests on the wire", function()
     assert.same({ Accept = "application/json" }, reqs[1].headers)
   end)
 
+  it("give a transport function headers of its own, which it may change without touching later requests", function()
+    local seen = {}
+    local ig = instagram.new(config({ transport = function(req)
+      local h = {}
+      for k, v in pairs(req.headers) do h[k] = v end
+      seen[#seen + 1] = h
+      req.headers.X_Mine = "changed"
+      req.headers.Accept = nil
+      return { status = 200, headers = {}, body = '{"id":"1","username":"u"}' }
+    end }))
+    for _ = 1, 3 do assert(ig:me("TOKEN")) end
+    assert(ig:get("TOKEN", "me/media", { limit = 1 }))
+    assert.equal(4, #seen)
+    for i = 1, 4 do assert.same({ Accept = "application/json" }, seen[i]) end
+  end)
+
   it("send the token in a header with token_in = \"header\", and nothing in an empty query", function()
     local ig, reqs = capture({ token_in = "header" })
     assert(ig:get("TOKEN", "me"))

@@ -511,13 +511,15 @@ local function token_query(p, token)
   return p.last_token_query, p.last_secrets
 end
 
+-- the headers of the usual GET (the token in the query): one table for all of them, which nothing
+-- changes (the transports only read req.headers; a function transport is given a copy)
+local GET_HEADERS = { Accept = "application/json" }
+
 function Client:_graph_request(token, path, params, raw_query, method)
   method = method or "GET"
-  local headers = { Accept = "application/json" }
   -- the parameters sorted by name, then the token and the proof
   local query = params and params_query(params) or ""
   local in_query = self.token_in ~= "header"
-  if not in_query then headers.Authorization = "Bearer " .. token end
   local p = private[self]
   local secret = p.secret
   local token_q, secrets = token_query(p, token)
@@ -525,9 +527,11 @@ function Client:_graph_request(token, path, params, raw_query, method)
   if method ~= "POST" and in_query and not self.appsecret_proof and not (raw_query and raw_query ~= "") then
     -- the usual GET: the whole URL in one concatenation
     url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. token_q
-    return { method = method, url = url, headers = headers, timeout = self.timeout,
+    return { method = method, url = url, headers = GET_HEADERS, timeout = self.timeout,
       connect_timeout = self.connect_timeout }, secrets
   end
+  local headers = { Accept = "application/json" }
+  if not in_query then headers.Authorization = "Bearer " .. token end
   if in_query then
     query = (query == "" and "access_token=" or (query .. "&access_token=")) .. token_q
   end

@@ -82,6 +82,14 @@ local function valid_response(res)
 end
 
 function Func:request(req)
+  -- the caller's function gets headers of its own to change: the client shares one table among
+  -- its usual GETs
+  local h = req.headers
+  if h then
+    local copy = {}
+    for k, v in pairs(h) do copy[k] = v end
+    req.headers = copy
+  end
   local ok, res, err = pcall(self.fn, req)
   if not ok then
     return nil, "network", "transport function raised an error"
