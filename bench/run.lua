@@ -6,15 +6,15 @@
 -- A target not met is a finding, not a failure; a contender that crashes fails the run.
 --
 --   lua5.4 bench/run.lua        (make bench; make bench-callgrind runs the callgrind part alone)
--- Environment: BENCH_ROUNDS (5), BENCH_SECONDS per contender per round (0.5),
+-- Environment: BENCH_ROUNDS (9), BENCH_SECONDS per contender per round (0.3),
 --   BENCH_ONLY=wall,callgrind,counts,overlap,openresty,pure,memory (default: all),
 --   BENCH_OUT (build/bench/report.md), BENCH_RAWCURL (build/bench/rawcurl), NGINX, WRK.
 local Nginx = require "spec.support.nginx"
 local common = require "bench.common"
 local cjson = require "cjson"
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 5
-local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.5
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 9
+local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.3
 local OUT = os.getenv("BENCH_OUT") or "build/bench/report.md"
 local RAWCURL = os.getenv("BENCH_RAWCURL") or "build/bench/rawcurl"
 local WRK = os.getenv("WRK") or "wrk"

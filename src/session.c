@@ -464,16 +464,6 @@ failed:
     return curl_easy_strerror(rc);
 }
 
-/* The usual request URL, "scheme://host[:port]/path?query", is given to libcurl as its origin
- * (CURLOPT_URL, "scheme://host[:port]/") and its request target (CURLOPT_REQUEST_TARGET,
- * "/path?query"). libcurl then parses only the short origin, and copies the target into the
- * request line whole: given the whole URL, it parses it, rebuilds it with its printf and then
- * writes the query into the request line one byte at a time through its printf again, which
- * for a Graph URL with a token costs more than the rest of the transfer.
- * Only a target libcurl would send unchanged takes this way: printable ASCII without space,
- * no fragment, no dot segment (which libcurl would remove). Anything else goes as the whole
- * URL, as before. There is no proxy (CURLOPT_PROXY ""), so the request line is always in
- * origin form. Returns the origin's length (the target starts there), or 0. */
 /* the bytes split_target's scan stops at: NUL (the end), '/' (a dot segment may follow), and
  * those that make libcurl change the target: controls and space, DEL and above, '#', '\\'.
  * Filled once, when the module is opened. */
@@ -486,6 +476,16 @@ static void init_target_stop(void)
         target_stop[c] = (unsigned char)(c <= 0x20 || c >= 0x7f || c == '#' || c == '\\' || c == '/');
 }
 
+/* The usual request URL, "scheme://host[:port]/path?query", is given to libcurl as its origin
+ * (CURLOPT_URL, "scheme://host[:port]/") and its request target (CURLOPT_REQUEST_TARGET,
+ * "/path?query"). libcurl then parses only the short origin, and copies the target into the
+ * request line whole: given the whole URL, it parses it, rebuilds it with its printf and then
+ * writes the query into the request line one byte at a time through its printf again, which
+ * for a Graph URL with a token costs more than the rest of the transfer.
+ * Only a target libcurl would send unchanged takes this way: printable ASCII without space,
+ * no fragment, no dot segment (which libcurl would remove). Anything else goes as the whole
+ * URL, as before. There is no proxy (CURLOPT_PROXY ""), so the request line is always in
+ * origin form. Returns the origin's length (the target starts there), or 0. */
 static size_t split_target(const char *url)
 {
     size_t start = has_prefix_ci(url, "https://") ? 8 : has_prefix_ci(url, "http://") ? 7 : 0;
@@ -848,7 +848,8 @@ static int response_index(lua_State *L)
     size_t len;
     const char *raw;
     if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "headers") != 0) return 0;
-    lua_getfield(L, 1, "raw_headers");
+    lua_pushliteral(L, "raw_headers");
+    lua_rawget(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) return 0;
     raw = lua_tolstring(L, -1, &len);
     push_headers(L, raw, len, NULL);
