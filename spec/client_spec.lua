@@ -342,6 +342,50 @@ describe("Graph requests on the wire", function()
     for i = 1, 4 do assert.same({ Accept = "application/json" }, seen[i]) end
   end)
 
+  it("build a GET again whenever the token, path, fields, endpoint, version or timeouts change", function()
+    local ig, reqs = capture()
+    assert(ig:me("TOKEN"))
+    assert(ig:me("TOKEN"))
+    assert(ig:me("OTHER"))
+    assert(ig:me("OTHER", { "id" }))
+    assert(ig:user("OTHER", "17841405793187219"))
+    ig.endpoints.graph = "https://graph.example.test"
+    assert(ig:me("OTHER", { "id" }))
+    ig.graph_version = "v99.0"
+    assert(ig:me("OTHER", { "id" }))
+    ig.timeout = 7
+    assert(ig:me("OTHER", { "id" }))
+    local urls = {}
+    for i, r in ipairs(reqs) do urls[i] = r.url end
+    assert.same({
+      "https://graph.instagram.com/me?fields=id%2Cusername&access_token=TOKEN",
+      "https://graph.instagram.com/me?fields=id%2Cusername&access_token=TOKEN",
+      "https://graph.instagram.com/me?fields=id%2Cusername&access_token=OTHER",
+      "https://graph.instagram.com/me?fields=id&access_token=OTHER",
+      "https://graph.instagram.com/17841405793187219?fields=id%2Cusername&access_token=OTHER",
+      "https://graph.example.test/me?fields=id&access_token=OTHER",
+      "https://graph.example.test/v99.0/me?fields=id&access_token=OTHER",
+      "https://graph.example.test/v99.0/me?fields=id&access_token=OTHER",
+    }, urls)
+    assert.equal(7, reqs[8].timeout)
+    assert.are_not.equal(7, reqs[7].timeout)
+  end)
+
+  it("give a transport function a request of its own: what it changes never reaches the next one", function()
+    local seen = {}
+    local ig = instagram.new(config({ transport = function(req)
+      seen[#seen + 1] = req.url
+      req.url = "https://evil.test/"
+      req.method = "POST"
+      req.timeout = 0
+      return { status = 200, headers = {}, body = '{"id":"1","username":"u"}' }
+    end }))
+    for _ = 1, 3 do assert(ig:me("TOKEN")) end
+    for i = 1, 3 do
+      assert.equal("https://graph.instagram.com/me?fields=id%2Cusername&access_token=TOKEN", seen[i])
+    end
+  end)
+
   it("send the token in a header with token_in = \"header\", and nothing in an empty query", function()
     local ig, reqs = capture({ token_in = "header" })
     assert(ig:get("TOKEN", "me"))

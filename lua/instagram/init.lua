@@ -512,8 +512,22 @@ local function token_query(p, token)
 end
 
 -- the headers of the usual GET (the token in the query): one table for all of them, which nothing
--- changes (the transports only read req.headers; a function transport is given a copy)
+-- changes (the transports only read a request; a function transport is given a copy)
 local GET_HEADERS = { Accept = "application/json" }
+
+-- The request of the client's last usual GET, given again while nothing it was made from changed:
+-- the same ig:me on every call builds its URL and its table once. Nothing changes a request
+-- (the transports only read it, _send only fills timeouts it already has, and a function
+-- transport is given a copy).
+local function last_get(self, p, path, query, token)
+  local r = p.get_req
+  if r and p.get_token == token and p.get_path == path and p.get_query == query
+      and p.get_base == self.endpoints.graph and p.get_version == self.graph_version
+      and r.timeout == self.timeout and r.connect_timeout == self.connect_timeout then
+    return r
+  end
+  return nil
+end
 
 function Client:_graph_request(token, path, params, raw_query, method)
   method = method or "GET"
@@ -523,13 +537,21 @@ function Client:_graph_request(token, path, params, raw_query, method)
   local p = private[self]
   local secret = p.secret
   local token_q, secrets = token_query(p, token)
-  local url = graph_base(self, path, p)
   if method ~= "POST" and in_query and not self.appsecret_proof and not (raw_query and raw_query ~= "") then
-    -- the usual GET: the whole URL in one concatenation
-    url = url .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token=")) .. token_q
-    return { method = method, url = url, headers = GET_HEADERS, timeout = self.timeout,
-      connect_timeout = self.connect_timeout }, secrets
+    -- the usual GET: the last one's request again, or the whole URL in one concatenation
+    local req = method == "GET" and last_get(self, p, path, query, token)
+    if req then return req, secrets end
+    local url = graph_base(self, path, p) .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token="))
+      .. token_q
+    req = { method = method, url = url, headers = GET_HEADERS, timeout = self.timeout,
+      connect_timeout = self.connect_timeout }
+    if method == "GET" then
+      p.get_req, p.get_token, p.get_path, p.get_query = req, token, path, query
+      p.get_base, p.get_version = self.endpoints.graph, self.graph_version
+    end
+    return req, secrets
   end
+  local url = graph_base(self, path, p)
   local headers = { Accept = "application/json" }
   if not in_query then headers.Authorization = "Bearer " .. token end
   if in_query then

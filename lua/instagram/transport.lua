@@ -81,15 +81,18 @@ local function valid_response(res)
      and res.status % 1 == 0 and res.status >= 100 and res.status <= 999
 end
 
+-- a copy of t, one level deep
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
 function Func:request(req)
-  -- the caller's function gets headers of its own to change: the client shares one table among
-  -- its usual GETs
-  local h = req.headers
-  if h then
-    local copy = {}
-    for k, v in pairs(h) do copy[k] = v end
-    req.headers = copy
-  end
+  -- the caller's function gets a request of its own to change: the client gives one request (and
+  -- one headers table) to its usual GETs again
+  req = copy(req)
+  if type(req.headers) == "table" then req.headers = copy(req.headers) end
   local ok, res, err = pcall(self.fn, req)
   if not ok then
     return nil, "network", "transport function raised an error"
