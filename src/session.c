@@ -804,6 +804,10 @@ static void push_headers(lua_State *L, const char *data, size_t len, const char 
         }
         last_name = NULL;
         colon = (const char *)memchr(p, ':', (size_t)(line_end - p));
+        if (only && !(colon && colon > p && name_in(p, (size_t)(colon - p), only))) {
+            p = next; /* last_name stays NULL: its fold lines are skipped too */
+            continue;
+        }
         if (colon && colon > p && !is_blank(*p)) {
             const char *name_end = p;
             while (name_end < colon && !is_blank(*name_end)) name_end++;
@@ -811,10 +815,6 @@ static void push_headers(lua_State *L, const char *data, size_t len, const char 
                 const char *v = colon + 1, *v_end;
                 while (v < line_end && is_blank(*v)) v++;
                 for (v_end = line_end; v_end > v && is_blank(v_end[-1]); v_end--) {}
-                if (only && !name_in(p, (size_t)(colon - p), only)) {
-                    p = next; /* last_name stays NULL: its fold lines are skipped too */
-                    continue;
-                }
                 if (t == 0) { /* the first of the names asked for: the table is made now */
                     lua_createtable(L, 0, 2);
                     t = lua_gettop(L);
