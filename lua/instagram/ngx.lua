@@ -852,8 +852,35 @@ function M.new(opts)
   return setmetatable({ opts = o, origins = {}, origin_count = 0 }, T)
 end
 
+-- The prepared form of the transport's last request, when the same request table comes again with
+-- the same fields and at most one header, unchanged (a client gives its usual GET again): no checks
+-- and no request head made again. A prepared request is never changed once made.
+local function prepared_again(self, req)
+  local last = self.last
+  if not last or last.req ~= req or req.url ~= last.url or req.method ~= last.method
+      or req.body ~= last.body or req.timeout ~= last.timeout or req.connect_timeout ~= last.connect_timeout
+      or req.headers ~= last.headers then
+    return nil
+  end
+  local h = last.headers
+  if h then
+    local k, v = next(h)
+    if k ~= last.header_name or v ~= last.header_value or (k ~= nil and next(h, k) ~= nil) then return nil end
+  end
+  return last.p
+end
+
 function T:request(req)
-  local p = prepare(self, "request", nil, req)
+  local p = prepared_again(self, req)
+  if not p then
+    p = prepare(self, "request", nil, req)
+    local h, k, v = req.headers, nil, nil
+    if type(h) == "table" then k, v = next(h) end
+    if k == nil or next(h, k) == nil then
+      self.last = { req = req, p = p, url = req.url, method = req.method, body = req.body, timeout = req.timeout,
+        connect_timeout = req.connect_timeout, headers = h, header_name = k, header_value = v }
+    end
+  end
   return perform(self, p)
 end
 

@@ -149,6 +149,31 @@ function H.raw(args)
   return { results = out }
 end
 
+-- one request table given again and again, changed in place between some of the calls: what
+-- arrives must be the table as it is at each call (the transport keeps its last prepared request)
+function H.reuse()
+  local t = transport()
+  local base = named(cfg.https)
+  local headers = { ["X-Test"] = "one" }
+  local req = { method = "GET", url = base .. "/__reuse?n=1", headers = headers, timeout = 5 }
+  local out = {}
+  local function send() out[#out + 1] = res_table(t:request(req)).status end
+  send()
+  send()
+  headers["X-Test"] = "two"      -- the value, in place
+  send()
+  req.url = base .. "/__reuse?n=2"
+  send()
+  headers["X-More"] = "three"    -- a second header
+  send()
+  req.headers = { ["X-Test"] = "four" }
+  send()
+  req.method = "DELETE"
+  send()
+  t:close()
+  return { results = out }
+end
+
 -- misuse raises, as in the C core
 function H.misuse()
   local t = transport()

@@ -189,6 +189,19 @@ describe("ngx transport inside nginx #nginx", function()
     assert.equal(3, #log)
   end)
 
+  it("sends a request table given again as it is at each call, changed in place or not", function()
+    local out = get("reuse")
+    assert.equal(7, #out.results)
+    local log = f:log(function(r) return r.path == "/__reuse" end)
+    assert.equal(7, #log)
+    local seen = {}
+    for i, r in ipairs(log) do
+      seen[i] = table.concat({ r.method, r.args.n, r.headers["x-test"], r.headers["x-more"] or "-" }, " ")
+    end
+    assert.same({ "GET 1 one -", "GET 1 one -", "GET 1 two -", "GET 2 two -", "GET 2 two three",
+      "GET 2 four -", "DELETE 2 four -" }, seen)
+  end)
+
   it("runs ig:batch calls concurrently on light threads", function()
     local token = f:issue_token("jayposiris", { kind = "short" })
     f:fault("/me", { delay = 0.3, times = 4 })
