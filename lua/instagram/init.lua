@@ -367,7 +367,7 @@ function Client:_request(req)
   if co and batch_coroutines[co] == self then
     return coroutine.yield(BATCH_YIELD, req)
   end
-  return transport.pick(private[self].transport):request(req)
+  return self:_transport():request(req)
 end
 
 -- Turns a transport result into decoded JSON or an error object.
