@@ -55,16 +55,7 @@ local CONF = Nginx.prologue() .. Nginx.LUA_PATHS .. [[
 }
 ]]
 
-local function query(args)
-  local q = {}
-  for k, v in pairs(args or {}) do
-    q[#q + 1] = k .. "=" .. tostring(v):gsub("[^%w%-_.~]", function(c)
-      return string.format("%%%02X", c:byte())
-    end)
-  end
-  table.sort(q)
-  return #q > 0 and ("?" .. table.concat(q, "&")) or ""
-end
+local query = Nginx.query
 
 -- raw HTTP/1.0 over lua-socket, so two requests can be in flight at once
 local function send(port, path)

@@ -326,18 +326,23 @@ function M.fake_vars(f, extra)
     return vars
 end
 
--- call(server, path, args) -> the decoded answer of a spec harness location (`path` like "/t/me"):
--- args percent-encoded and sorted into the query; raises unless the answer is a 200 whose JSON did
--- not report a raise
-function M.call(server, path, args)
-    local query = {}
+-- query(args) -> "?k=v&..." with the values percent-encoded, sorted; "" for no args
+function M.query(args)
+    local parts = {}
     for k, v in pairs(args or {}) do
-        query[#query + 1] = k .. "=" .. tostring(v):gsub("[^%w%-_.~]", function(c)
+        parts[#parts + 1] = k .. "=" .. tostring(v):gsub("[^%w%-_.~]", function(c)
             return string.format("%%%02X", c:byte())
         end)
     end
-    table.sort(query)
-    local status, _, body = server:get(path .. (#query > 0 and ("?" .. table.concat(query, "&")) or ""))
+    table.sort(parts)
+    return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
+end
+
+-- call(server, path, args) -> the decoded answer of a spec harness location (`path` like "/t/me"):
+-- args percent-encoded and sorted into the query (M.query); raises unless the answer is a 200
+-- whose JSON did not report a raise
+function M.call(server, path, args)
+    local status, _, body = server:get(path .. M.query(args))
     assert(status == 200, path .. " answered " .. tostring(status) .. ": " .. tostring(body) .. "\n"
         .. server:log_tail())
     local out = require("cjson").decode(body)
