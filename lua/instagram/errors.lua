@@ -2,6 +2,7 @@
 local json = require "instagram.json"
 
 local M = {}
+local type = type
 
 local Error = {}
 Error.__index = Error

@@ -28,7 +28,9 @@ local function raise(fname, msg)
 end
 
 local find, sub = string.find, string.sub
+local type, rawget, getmetatable, running = type, rawget, getmetatable, coroutine.running
 local url_encode, build_query = core.url_encode, core.build_query
+local session_of = transport.session
 
 -- plain searches: a pattern class walks a 200-byte token character by character in the matcher
 local function has_crlf_nul(s)
@@ -331,11 +333,8 @@ function Client:_transport()
 end
 
 -- The usage headers are kept as received and decoded only when ig:usage() asks (Instagram sends
--- them on every response; most callers never look)
-function Client:_record_usage(res)
-  -- the libcurl transport decodes res.headers on first read, and the usage headers apart
-  local h = rawget(res, "headers") or res.usage_headers
-  if not h then return end
+-- them on every response; most callers never look). h: the response's headers.
+local function record_usage(self, h)
   local app, buc = h["x-app-usage"], h["x-business-use-case-usage"]
   if app or buc then
     self._usage, self._usage_app, self._usage_buc = nil, app, buc
@@ -362,22 +361,14 @@ local batch_coroutines = setmetatable({}, { __mode = "k" })
 local BATCH_YIELD = {}
 local BATCH_ABORT = {} -- the batch driver's answer to a call it abandons (another call raised)
 
+-- The client's transport makes the request (by default, the one of the current nginx phase: the
+-- transport picks per request); inside ig:batch it goes to the batch driver.
 function Client:_request(req)
-  local co = coroutine.running()
+  local co = running()
   if co and batch_coroutines[co] == self then
     return coroutine.yield(BATCH_YIELD, req)
   end
-  return self:_transport():request(req)
-end
-
--- Turns a transport result into decoded JSON or an error object.
-function Client:_result(res, kind, msg, status, secrets)
-  if not res then
-    return nil, errors.new(kind or "network", msg or "request failed",
-      { status = status }, secrets)
-  end
-  self:_record_usage(res)
-  return errors.classify(res, secrets)
+  return private[self].transport:request(req)
 end
 
 -- A uniform number in [0, 1) for back-off jitter, from OpenSSL's CSPRNG: unlike math.random (which
@@ -391,12 +382,9 @@ local function jitter()
   return x / 2 ^ 48
 end
 
--- one try of _send: value, res | nil, err | nil, err, delay when it is to be retried after delay
-local function send_try(self, req, secrets, idempotent, attempt, retries)
-  local res, kind, msg, status = self:_request(req)
-  if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
-  local value, err = self:_result(res, kind, msg, status, secrets)
-  if value then return value, res end
+-- What a failed try means (err: its error; res: the response, if one came):
+-- nil, err | nil, err, delay when it is to be retried after delay
+local function judge_failure(err, res, idempotent, attempt, retries)
   if not idempotent and (
       (not res and (err.kind == "network" or err.kind == "timeout" or err.kind == "response"))
       or (res and err.kind == "response" and res.status >= 200 and res.status < 300)
@@ -411,6 +399,45 @@ local function send_try(self, req, secrets, idempotent, attempt, retries)
     delay = math.max(delay, err.retry_after)
   end
   return nil, err, delay
+end
+
+-- the usage headers of a response: the libcurl transport decodes res.headers on first read, and
+-- the usage headers apart (raw fields: no lookup through the result's metatable when there are none)
+local function response_usage(self, res)
+  local h = rawget(res, "headers") or rawget(res, "usage_headers")
+  if h then record_usage(self, h) end
+end
+
+-- What the answer to one try means (the transport's result: res, or nil, kind, message, status):
+-- value, res | nil, err | nil, err, delay when it is to be retried after delay
+local function judge(self, secrets, idempotent, attempt, retries, res, kind, msg, status)
+  if res == BATCH_ABORT then error("ig:batch: abandoned, another call of the batch raised", 0) end
+  local value, err
+  if res then
+    response_usage(self, res)
+    value, err = errors.classify(res, secrets)
+    if value then return value, res end
+  else
+    err = errors.new(kind or "network", msg or "request failed", { status = status }, secrets)
+  end
+  return judge_failure(err, res, idempotent, attempt, retries)
+end
+
+-- one try of _send: as judge
+local function send_try(self, req, secrets, idempotent, attempt, retries)
+  return judge(self, secrets, idempotent, attempt, retries, self:_request(req))
+end
+
+-- the tries after the first, which said to try again after delay: decoded body, response | nil, err
+local function send_again(self, req, secrets, idempotent, retries, delay)
+  local attempt = 0
+  while true do
+    self:_sleep(delay)
+    attempt = attempt + 1
+    local value, res
+    value, res, delay = send_try(self, req, secrets, idempotent, attempt, retries)
+    if not delay then return value, res end
+  end
 end
 
 -- send(req, secrets[, retries]) -> decoded body, response | nil, err: one request, with retries
@@ -430,13 +457,22 @@ function Client:_send(req, secrets, retries)
   -- the first try outside any loop (a loop here keeps LuaJIT from compiling the usual path)
   local value, res, delay = send_try(self, req, secrets, idempotent, 0, retries)
   if not delay then return value, res end
-  local attempt = 0
-  while true do
-    self:_sleep(delay)
-    attempt = attempt + 1
-    value, res, delay = send_try(self, req, secrets, idempotent, attempt, retries)
-    if not delay then return value, res end
-  end
+  return send_again(self, req, secrets, idempotent, retries, delay)
+end
+
+-- _send of the client's last usual GET (last_get: a GET made with the client's timeouts), the
+-- short way when it can: straight to the libcurl session when the request would go there (the
+-- libcurl transport, or the default one outside nginx: transport.session) and not inside
+-- ig:batch; else through _send. Its answer is judged and retried as _send does: the same
+-- outcome, with fewer Lua calls on the way (most of the Lua time of ig:me in a loop is calls).
+local function send_usual_get(self, p, req, secrets)
+  local sess = session_of(p.transport)
+  local co = running()
+  if not sess or (co and batch_coroutines[co] == self) then return self:_send(req, secrets) end
+  local retries = self.retries
+  local value, res, delay = judge(self, secrets, true, 0, retries, sess:perform(req))
+  if not delay then return value, res end
+  return send_again(self, req, secrets, true, retries, delay)
 end
 
 -- longest_send() -> the most seconds one _send of a GET can take: every try up to `timeout`, and
@@ -515,16 +551,17 @@ end
 -- changes (the transports only read a request; a function transport is given a copy)
 local GET_HEADERS = { Accept = "application/json" }
 
--- The request of the client's last usual GET, given again while nothing it was made from changed:
--- the same ig:me on every call builds its URL and its table once. Nothing changes a request
--- (the transports only read it, _send only fills timeouts it already has, and a function
--- transport is given a copy).
+-- The request of the client's last usual GET and its secrets, given again while nothing it was
+-- made from changed: the same ig:me on every call builds its URL and its table once. Nothing
+-- changes a request (the transports only read it, _send only fills timeouts it already has, and
+-- a function transport is given a copy). query: the encoded parameters.
 local function last_get(self, p, path, query, token)
   local r = p.get_req
   if r and p.get_token == token and p.get_path == path and p.get_query == query
       and p.get_base == self.endpoints.graph and p.get_version == self.graph_version
-      and r.timeout == self.timeout and r.connect_timeout == self.connect_timeout then
-    return r
+      and r.timeout == self.timeout and r.connect_timeout == self.connect_timeout
+      and self.token_in ~= "header" and not self.appsecret_proof then
+    return r, p.get_secrets
   end
   return nil
 end
@@ -539,14 +576,16 @@ function Client:_graph_request(token, path, params, raw_query, method)
   local token_q, secrets = token_query(p, token)
   if method ~= "POST" and in_query and not self.appsecret_proof and not (raw_query and raw_query ~= "") then
     -- the usual GET: the last one's request again, or the whole URL in one concatenation
-    local req = method == "GET" and last_get(self, p, path, query, token)
-    if req then return req, secrets end
+    if method == "GET" then
+      local req, req_secrets = last_get(self, p, path, query, token)
+      if req then return req, req_secrets end
+    end
     local url = graph_base(self, path, p) .. (query == "" and "?access_token=" or ("?" .. query .. "&access_token="))
       .. token_q
-    req = { method = method, url = url, headers = GET_HEADERS, timeout = self.timeout,
+    local req = { method = method, url = url, headers = GET_HEADERS, timeout = self.timeout,
       connect_timeout = self.connect_timeout }
     if method == "GET" then
-      p.get_req, p.get_token, p.get_path, p.get_query = req, token, path, query
+      p.get_req, p.get_token, p.get_path, p.get_query, p.get_secrets = req, token, path, query, secrets
       p.get_base, p.get_version = self.endpoints.graph, self.graph_version
     end
     return req, secrets
@@ -577,8 +616,16 @@ end
 -- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err (params: a
 -- map, or an already encoded query string)
 function Client:_graph_get(token, path, params, raw_query)
-  local req, secrets = self:_graph_request(token, path, params, raw_query)
-  local value, res = self:_send(req, secrets)
+  local value, res
+  -- the same usual GET as the last one (ig:me, call after call): its request, with nothing built
+  local p, req, secrets = private[self], nil, nil
+  if raw_query == nil and type(params) == "string" then req, secrets = last_get(self, p, path, params, token) end
+  if req then
+    value, res = send_usual_get(self, p, req, secrets)
+  else
+    req, secrets = self:_graph_request(token, path, params, raw_query)
+    value, res = self:_send(req, secrets)
+  end
   if not value then return nil, res end
   return json.normalize_ids(value), res
 end

@@ -6,6 +6,7 @@
 -- req = {method, url, headers, body, timeout, connect_timeout}; res = {status, headers, body}.
 -- With no choice (the default) each request picks its transport from the nginx phase it runs in:
 -- cosockets where nginx allows them, libcurl elsewhere (outside nginx, init_by_lua, log_by_lua...).
+local getmetatable, rawget = getmetatable, rawget
 local M = {}
 
 -- nginx phases (ngx.get_phase()) where cosockets and ngx.sleep may be used: lua-nginx-module's
@@ -144,6 +145,9 @@ function Auto:pick()
 end
 
 function Auto:request(req)
+  -- outside nginx, once made, straight to the libcurl transport (the usual call, kept short)
+  local curl = self.curl
+  if curl and rawget(_G, "ngx") == nil then return curl:request(req) end
   return self:pick():request(req)
 end
 
@@ -168,6 +172,21 @@ function M.new(choice, opts)
     return setmetatable({ opts = opts }, Curl)
   end
   return setmetatable({ opts = opts }, Auto)
+end
+
+-- session(t) -> the libcurl session that a request made now goes straight to: when t is the
+-- libcurl transport, or picks per request outside nginx (no ngx table). nil when it goes
+-- elsewhere, or before the session is made (by the first request).
+function M.session(t)
+  local mt = getmetatable(t)
+  if mt == Auto then
+    if rawget(_G, "ngx") ~= nil then return nil end
+    t = t.curl
+    if t == nil then return nil end
+  elseif mt ~= Curl then
+    return nil
+  end
+  return t.sess
 end
 
 -- pick(t) -> the transport that a request made now goes to (t itself unless t chooses per request)
