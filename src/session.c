@@ -1185,8 +1185,10 @@ static session *check_session(lua_State *L, const char *fname)
 
 static void push_result_values(lua_State *L, int *nret)
 {
-    /* results[1] is on top: either a response or {error, message[, status]} */
-    lua_getfield(L, -1, "error");
+    /* results[1] is on top: either a response or {error, message[, status]}; raw reads (a
+     * response's metatable would be asked for the absent "error" key) */
+    lua_pushliteral(L, "error");
+    lua_rawget(L, -2);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         *nret = 1;
@@ -1194,8 +1196,10 @@ static void push_result_values(lua_State *L, int *nret)
     }
     lua_pushnil(L);
     lua_insert(L, -2);
-    lua_getfield(L, -3, "message");
-    lua_getfield(L, -4, "status");
+    lua_pushliteral(L, "message");
+    lua_rawget(L, -4);
+    lua_pushliteral(L, "status");
+    lua_rawget(L, -5);
     *nret = 4;
 }
 
@@ -1207,12 +1211,26 @@ static int l_perform(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     /* 3: the results (the one result at [1]) and the anchor (url, file, body, then the header
-     * lines, from [2]) in one table */
-    lua_createtable(L, 8, 0);
+     * lines, from [2]) in one table: perform's upvalue, emptied after each call (nothing runs
+     * Lua code during one, so no other perform of this Lua state can use it meanwhile). A call
+     * that raised left its anchors (the url is always at [2]): then a new table. */
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_rawgeti(L, 3, 2);
+    if (!lua_isnil(L, -1)) {
+        lua_createtable(L, 8, 0);
+        lua_replace(L, 3);
+        lua_pushvalue(L, 3);
+        lua_replace(L, lua_upvalueindex(2));
+    }
+    lua_pop(L, 1);
     acount = 1;
     prepare_request(L, s, 2, 3, &acount, &p, "perform", 0);
     run(L, s, &p, 1, 1, 3, 3);
     lua_rawgeti(L, 3, 1);
+    for (; acount > 0; acount--) {
+        lua_pushnil(L);
+        lua_rawseti(L, 3, acount);
+    }
     push_result_values(L, &nret);
     return nret;
 }
@@ -1477,7 +1495,8 @@ void ig_open_session(lua_State *L)
         /* perform and perform_many run their transfers through run_batch, their upvalue */
         lua_pushcfunction(L, run_batch);
         lua_pushvalue(L, -1);
-        lua_pushcclosure(L, l_perform, 1);
+        lua_createtable(L, 8, 0);
+        lua_pushcclosure(L, l_perform, 2);
         lua_setfield(L, -3, "perform");
         lua_pushcclosure(L, l_perform_many, 1);
         lua_setfield(L, -2, "perform_many");
