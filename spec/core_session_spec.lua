@@ -362,6 +362,64 @@ describe("core.session against a loopback server", function()
     s:close()
   end)
 
+  -- sess:prepare: a request checked and copied once (the client prepares its kept GET)
+  it("sends a prepared request as the table it was made from, every time, whatever the table becomes", function()
+    local s = core.session({ allow_http = true, user_agent = "spec-agent/1" })
+    local req = { url = base .. "/echo?a=1&b=%20", headers = { Authorization = "Bearer t0k", ["X-Num"] = 7,
+      ["X-Blank"] = "" }, timeout = 5 }
+    local from_table = assert(s:perform(req)).body
+    local prepared = s:prepare(req)
+    req.url, req.headers.Authorization, req.headers.X_New = base .. "/echo?changed", "Bearer other", "1"
+    for _ = 1, 3 do assert.equal(from_table, assert(s:perform(prepared)).body) end
+    local post = { method = "POST", url = base .. "/echo?p=1", body = "a=1&b=\0&c=3",
+      headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } }
+    local post_body = assert(s:perform(post)).body
+    local prepared_post = s:prepare(post)
+    post.body = "changed"
+    assert.equal(post_body, assert(s:perform(prepared_post)).body)
+    assert.is_nil(post_body:find("expect", 1, true))
+    assert.truthy(post_body:find("a=1&b=\0&c=3", 1, true))
+    -- perform_many takes prepared requests among tables
+    local list = s:perform_many({ prepared, { url = base .. "/echo?n=2" }, prepared_post }, 2)
+    assert.equal(from_table, list[1].body)
+    assert.truthy(list[2].body:match("^GET\n/echo%?n=2\n"))
+    assert.equal(post_body, list[3].body)
+    -- a prepared request is not a table and keeps no secret in its name or metatable
+    assert.equal("instagram.request (GET)", tostring(prepared))
+    assert.equal("instagram.request (POST)", tostring(prepared_post))
+    assert.equal("the request is immutable", getmetatable(prepared))
+    assert.is_false(pcall(function() prepared.url = "x" end))
+    s:close()
+  end)
+
+  it("prepares only what perform takes, and only its own session sends it", function()
+    local s = core.session({ allow_http = true })
+    raises("prepare: url must be a string", function() s:prepare({}) end)
+    raises("prepare: method", function() s:prepare({ url = "https://x.test/", method = "PUT" }) end)
+    raises("prepare: header value contains CR, LF or NUL",
+      function() s:prepare({ url = "https://x.test/", headers = { X = "a\r\nb" } }) end)
+    raises("prepare: body is only allowed with POST", function() s:prepare({ url = "https://x.test/", body = "x" }) end)
+    raises("prepare", function() s:prepare("https://x.test/") end)
+    local other = core.session({ allow_http = true })
+    local prepared = other:prepare({ url = base .. "/echo" })
+    raises("perform: the request was prepared by another session", function() s:perform(prepared) end)
+    raises("perform_many: request #2: was prepared by another session",
+      function() s:perform_many({ { url = base .. "/echo" }, prepared }) end)
+    raises("perform_many: request #1: must be a table or a prepared request", function() s:perform_many({ 5 }) end)
+    assert(other:perform(prepared))
+    other:close()
+    raises("prepare: session is closed", function() other:prepare({ url = base .. "/echo" }) end)
+    raises("perform: session is closed", function() other:perform(prepared) end)
+    -- the https-only rule is the session's, when it sends
+    local strict = core.session()
+    local plain = strict:prepare({ url = base .. "/echo" })
+    local res, kind = strict:perform(plain)
+    assert.is_nil(res)
+    assert.equal("network", kind)
+    s:close()
+    strict:close()
+  end)
+
   it("sends header lines of any length whole, short and long, on one handle", function()
     local s = core.session({ allow_http = true })
     for _, n in ipairs({ 1, 240, 253, 254, 255, 256, 4000, 20000 }) do

@@ -11,11 +11,24 @@ local SCRIPT = [[
 local core = require "instagram.core"
 local secret = ("SENTINEL") .. ("SECRET") .. ("x"):rep(40)
 local s = core.session({ allow_http = true, ca_file = arg[2] })
+-- every Lua value holding the secret is kept alive (the collection below must free none of them)
+local keep = {}
 for i = 1, 3 do
-  assert(s:perform({ url = arg[1] .. "/echo?n=" .. i .. "&access_token=" .. secret,
-    headers = { Authorization = "Bearer " .. secret } }))
-  assert(s:perform({ method = "POST", url = arg[1] .. "/echo?n=p" .. i, body = "client_secret=" .. secret }))
+  local get = { url = arg[1] .. "/echo?n=" .. i .. "&access_token=" .. secret,
+    headers = { Authorization = "Bearer " .. secret } }
+  local post = { method = "POST", url = arg[1] .. "/echo?n=p" .. i, body = "client_secret=" .. secret }
+  keep[#keep + 1] = { get, post, assert(s:perform(get)), assert(s:perform(post)) }
 end
+-- prepared requests (sess:prepare) hold copies of their URL, headers and body: collected, they are
+-- wiped
+for i = 1, 2 do
+  local get = { url = arg[1] .. "/echo?n=r" .. i .. "&access_token=" .. secret,
+    headers = { Authorization = "Bearer " .. secret } }
+  local post = { method = "POST", url = arg[1] .. "/echo?n=q" .. i, body = "client_secret=" .. secret }
+  keep[#keep + 1] = { get, post, assert(s:perform(s:prepare(get))), assert(s:perform(s:prepare(post))) }
+end
+collectgarbage()
+collectgarbage()
 s:close()
 os.exit(0, false)
 ]]

@@ -27,6 +27,7 @@
 
 #define SESSION_MT "instagram.session"
 #define RESPONSE_MT "instagram.response"
+#define REQUEST_MT "instagram.request"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -62,6 +63,7 @@ typedef struct {
     int body_too_big, head_too_big, out_of_memory;
     int in_multi;
     int was_post; /* the handle last ran a POST: its POSTFIELDS pointer must be cleared */
+    int fixed_headers; /* the handle points at a prepared request's header list */
     /* the per-transfer options the handle holds (valid when opts_known): a
      * GET sets again only those that differ from its last transfer */
     int opts_known, cur_fresh, cur_del;
@@ -80,6 +82,7 @@ typedef struct {
     CURLM *multi; /* NULL before the first transfer of this process */
     CURLSH *share; /* DNS cache and TLS sessions of all the slots; NULL like multi */
     pid_t pid; /* the process that made multi, share and the easy handles */
+    unsigned long id; /* tells the requests this session prepared (sess:prepare) */
     unsigned long forks; /* fork_count when pid was last checked (see session_adopt) */
     slot **slots; /* each slot is its own allocation: libcurl keeps pointers into it */
     int nslots;
@@ -105,7 +108,17 @@ typedef struct {
     curl_off_t max_file;
     long timeout_ms, connect_timeout_ms;
     int hfirst, hcount; /* hcount headers: name, value, name, value... from anchor index hfirst */
+    struct curl_slist *fixed_headers; /* a prepared request's lines, else NULL (hcount then 0) */
 } prepared;
+
+/* sess:prepare(req): a request checked once and copied (url, body, file after the struct),
+ * with its header list built once; immutable. Its copies are wiped when it is collected. */
+typedef struct {
+    prepared p; /* its strings point into data */
+    unsigned long owner; /* the id of the session that prepared it */
+    size_t size; /* bytes of data */
+    char data[1];
+} request_ud;
 
 typedef struct {
     session *s;
@@ -253,7 +266,8 @@ static void slot_idle(session *s, slot *sl, int failed_alloc)
     if (sl->out_of_memory) failed_alloc = 1;
     if (sl->easy && !failed_alloc) {
         /* these setopts store a pointer and cannot fail */
-        if (sl->headers) curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        if (sl->headers || sl->fixed_headers)
+            curl_easy_setopt(sl->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
         if (sl->was_post) {
             curl_easy_setopt(sl->easy, CURLOPT_POSTFIELDS, (char *)NULL);
             curl_easy_setopt(sl->easy, CURLOPT_HTTPGET, 1L);
@@ -266,6 +280,7 @@ static void slot_idle(session *s, slot *sl, int failed_alloc)
         wipe_header_list(sl->headers);
         sl->headers = NULL;
     }
+    sl->fixed_headers = 0;
     membuf_clear(&sl->body, 0);
     membuf_clear(&sl->head, 0);
     sl->body_too_big = sl->head_too_big = sl->out_of_memory = 0;
@@ -506,6 +521,34 @@ static size_t split_target(const char *url)
  * caller then idles the slot with failed_alloc set, dropping the handle: every
  * option below is set again for each transfer, but a half-configured handle is
  * not worth keeping. */
+/* Appends "Name: value" (or "Name;", libcurl's way to send a header with an empty value) to
+ * *list; 0, or -1 when out of memory (*list is then unchanged). The line is made in a C buffer,
+ * not as a Lua string: a value may be a secret (Authorization), and this copy is wiped once
+ * libcurl has its own (which is wiped when freed). */
+static int append_header_line(struct curl_slist **list, const char *name, size_t nl, const char *value,
+                              size_t vl)
+{
+    struct curl_slist *grown;
+    char small[256], *line;
+    size_t n = nl + 2 + vl + 1;
+    line = n <= sizeof small ? small : (char *)malloc(n);
+    if (line == NULL) return -1;
+    memcpy(line, name, nl);
+    if (vl == 0) {
+        memcpy(line + nl, ";", 2);
+    } else {
+        memcpy(line + nl, ": ", 2);
+        memcpy(line + nl + 2, value, vl);
+        line[nl + 2 + vl] = '\0';
+    }
+    grown = curl_slist_append(*list, line);
+    OPENSSL_cleanse(line, n);
+    if (line != small) free(line);
+    if (grown == NULL) return -1;
+    *list = grown;
+    return 0;
+}
+
 static const char *start_request(lua_State *L, session *s, slot *sl, const prepared *req,
                                  int index, int anchor)
 {
@@ -534,40 +577,19 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     }
 
     for (i = 0; i < req->hcount; i++) {
-        struct curl_slist *grown;
-        size_t nl, vl, n;
+        size_t nl, vl;
         const char *name, *value;
-        char small[256], *line;
+        int failed;
         lua_rawgeti(L, anchor, req->hfirst + 2 * i);
         lua_rawgeti(L, anchor, req->hfirst + 2 * i + 1);
         name = lua_tolstring(L, -2, &nl);
         value = lua_tolstring(L, -1, &vl);
-        /* "Name: value", or "Name;": libcurl's way to send a header with an empty value. Made
-         * here, not as a Lua string: a value may be a secret (Authorization), and this copy is
-         * wiped once libcurl has its own (which is wiped when freed) */
-        n = nl + 2 + vl + 1;
-        line = n <= sizeof small ? small : (char *)malloc(n);
-        if (line == NULL) {
-            lua_pop(L, 2);
-            return "out of memory building request headers";
-        }
-        memcpy(line, name, nl);
-        if (vl == 0) {
-            memcpy(line + nl, ";", 2);
-        } else {
-            memcpy(line + nl, ": ", 2);
-            memcpy(line + nl + 2, value, vl);
-            line[nl + 2 + vl] = '\0';
-        }
+        failed = append_header_line(&sl->headers, name, nl, value, vl);
         lua_pop(L, 2);
-        grown = curl_slist_append(sl->headers, line);
-        OPENSSL_cleanse(line, n);
-        if (line != small) free(line);
-        if (grown == NULL) return "out of memory building request headers";
-        sl->headers = grown;
+        if (failed) return "out of memory building request headers";
     }
-    if (req->post) {
-        /* no "Expect: 100-continue" round trip */
+    if (req->post && !req->fixed_headers) {
+        /* no "Expect: 100-continue" round trip (a prepared POST has it in its list) */
         struct curl_slist *grown = curl_slist_append(sl->headers, "Expect:");
         if (grown == NULL) return "out of memory building request headers";
         sl->headers = grown;
@@ -599,7 +621,12 @@ static const char *start_request(lua_State *L, session *s, slot *sl, const prepa
     if (!known || sl->cur_connect_timeout_ms != req->connect_timeout_ms)
         SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     if (!known || sl->cur_timeout_ms != req->timeout_ms) SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    SETOPT(CURLOPT_HTTPHEADER, sl->headers);
+    if (req->fixed_headers) {
+        sl->fixed_headers = 1;
+        SETOPT(CURLOPT_HTTPHEADER, req->fixed_headers);
+    } else {
+        SETOPT(CURLOPT_HTTPHEADER, sl->headers);
+    }
     /* libcurl silently re-sends a request whose reused connection died
      * before any reply; a POST (a single-use code) must go out at most
      * once, so it always gets a connection of its own. A DELETE is retried
@@ -1183,6 +1210,101 @@ static session *check_session(lua_State *L, const char *fname)
     return s;
 }
 
+/* the prepared request at idx (sess:prepare), or NULL when it is something else */
+static const request_ud *to_request(lua_State *L, int idx)
+{
+    const request_ud *r = NULL;
+    if (idx < 0) idx = lua_gettop(L) + idx + 1;
+    if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+        luaL_getmetatable(L, REQUEST_MT);
+        if (lua_rawequal(L, -1, -2)) r = (const request_ud *)lua_touserdata(L, idx);
+        lua_pop(L, 2);
+    }
+    return r;
+}
+
+/* sess:prepare(req) -> request: req checked as perform checks it, and copied. The copy is what is
+ * sent, every time: a request changed after it was prepared is not seen. Only this session's
+ * perform and perform_many take it. */
+static int l_prepare(lua_State *L)
+{
+    session *s = check_session(L, "prepare");
+    prepared p;
+    request_ud *r;
+    int acount = 0, i;
+    size_t url_len, size;
+    char *at;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_createtable(L, 8, 0); /* 3: the anchor prepare_request fills */
+    prepare_request(L, s, 2, 3, &acount, &p, "prepare", 0);
+    url_len = strlen(p.url);
+    size = url_len + 1 + (p.body ? p.body_len : 0) + 1 + (p.file ? strlen(p.file) : 0) + 1;
+    r = (request_ud *)lua_newuserdata(L, sizeof *r + size); /* 4 */
+    memset(r, 0, sizeof *r + size);
+    r->p = p;
+    r->owner = s->id;
+    r->size = size;
+    at = r->data;
+    memcpy(at, p.url, url_len);
+    r->p.url = at;
+    r->p.query = at + (p.query - p.url);
+    at += url_len + 1;
+    if (p.body) {
+        memcpy(at, p.body, p.body_len);
+        r->p.body = at;
+        at += p.body_len;
+    }
+    at++;
+    if (p.file) {
+        memcpy(at, p.file, strlen(p.file));
+        r->p.file = at;
+    }
+    r->p.hfirst = r->p.hcount = 0;
+    r->p.fixed_headers = NULL;
+    luaL_getmetatable(L, REQUEST_MT);
+    lua_setmetatable(L, 4); /* collected with its __gc from here on: a failure below leaks nothing */
+    for (i = 0; i < p.hcount; i++) {
+        size_t nl, vl;
+        const char *name, *value;
+        int failed;
+        lua_rawgeti(L, 3, p.hfirst + 2 * i);
+        lua_rawgeti(L, 3, p.hfirst + 2 * i + 1);
+        name = lua_tolstring(L, -2, &nl);
+        value = lua_tolstring(L, -1, &vl);
+        failed = append_header_line(&r->p.fixed_headers, name, nl, value, vl);
+        lua_pop(L, 2);
+        if (failed) return luaL_error(L, "prepare: out of memory");
+    }
+    if (p.post) {
+        /* no "Expect: 100-continue" round trip */
+        struct curl_slist *grown = curl_slist_append(r->p.fixed_headers, "Expect:");
+        if (grown == NULL) return luaL_error(L, "prepare: out of memory");
+        r->p.fixed_headers = grown;
+    }
+    return 1;
+}
+
+/* __gc: the copies (the URL may hold a token, the body a code) and the header lines are wiped */
+static int request_gc(lua_State *L)
+{
+    request_ud *r = (request_ud *)luaL_checkudata(L, 1, REQUEST_MT);
+    if (r->p.fixed_headers) {
+        wipe_header_list(r->p.fixed_headers);
+        r->p.fixed_headers = NULL;
+    }
+    OPENSSL_cleanse(r->data, r->size);
+    return 0;
+}
+
+static int request_tostring(lua_State *L)
+{
+    const request_ud *r = (const request_ud *)luaL_checkudata(L, 1, REQUEST_MT);
+    lua_pushfstring(L, "instagram.request (%s)", r->p.post ? "POST" : r->p.del ? "DELETE" : "GET");
+    return 1;
+}
+
 static void push_result_values(lua_State *L, int *nret)
 {
     /* results[1] is on top: either a response or {error, message[, status]}; raw reads (a
@@ -1208,7 +1330,9 @@ static int l_perform(lua_State *L)
     session *s = check_session(L, "perform");
     prepared p; /* holds no resource: an error raised while it is filled leaks nothing */
     int acount = 0, nret;
-    luaL_checktype(L, 2, LUA_TTABLE);
+    const request_ud *r = to_request(L, 2);
+    if (r == NULL) luaL_checktype(L, 2, LUA_TTABLE);
+    else if (r->owner != s->id) return luaL_error(L, "perform: the request was prepared by another session");
     lua_settop(L, 2);
     /* 3: the results (the one result at [1]) and the anchor (url, file, body, then the header
      * lines, from [2]) in one table: perform's upvalue, emptied after each call (nothing runs
@@ -1224,7 +1348,10 @@ static int l_perform(lua_State *L)
     }
     lua_pop(L, 1);
     acount = 1;
-    prepare_request(L, s, 2, 3, &acount, &p, "perform", 0);
+    if (r) /* anchored as perform's argument */
+        p = r->p;
+    else
+        prepare_request(L, s, 2, 3, &acount, &p, "perform", 0);
     run(L, s, &p, 1, 1, 3, 3);
     lua_rawgeti(L, 3, 1);
     for (; acount > 0; acount--) {
@@ -1253,9 +1380,19 @@ static int l_perform_many(lua_State *L)
     lua_createtable(L, 3 * n, 0); /* 3: anchor (3 strings a request, then header lines) */
     p = (prepared *)lua_newuserdata(L, (size_t)(n > 0 ? n : 1) * sizeof *p); /* 4 */
     for (i = 0; i < n; i++) {
+        const request_ud *r;
         lua_rawgeti(L, 2, i + 1);
-        if (!lua_istable(L, -1)) request_error(L, "perform_many", i + 1, "must be a table");
-        prepare_request(L, s, lua_gettop(L), 3, &acount, &p[i], "perform_many", i + 1);
+        r = to_request(L, -1);
+        if (r) {
+            if (r->owner != s->id) request_error(L, "perform_many", i + 1, "was prepared by another session");
+            p[i] = r->p;
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, 3, ++acount); /* anchored for the batch */
+        } else {
+            if (!lua_istable(L, -1))
+                request_error(L, "perform_many", i + 1, "must be a table or a prepared request");
+            prepare_request(L, s, lua_gettop(L), 3, &acount, &p[i], "perform_many", i + 1);
+        }
         lua_pop(L, 1);
     }
     lua_createtable(L, n, 0); /* 5: results */
@@ -1310,6 +1447,8 @@ static void string_option(lua_State *L, int opts, const char *field, const char 
     memcpy(*dst, v, n + 1);
 }
 
+static unsigned long session_ids; /* the last session id given (per process; ids only compare) */
+
 static int l_session(lua_State *L)
 {
     session *s;
@@ -1328,6 +1467,7 @@ static int l_session(lua_State *L)
     memset(s, 0, sizeof *s);
     s->pid = getpid();
     s->forks = fork_count;
+    s->id = ++session_ids;
     luaL_getmetatable(L, SESSION_MT);
     lua_setmetatable(L, -2);
 
@@ -1452,6 +1592,7 @@ void ig_open_session(lua_State *L)
     static int curl_ready = 0;
     static const luaL_Reg methods[] = {
         {"close", l_close},
+        {"prepare", l_prepare},
         {NULL, NULL}
     };
     static const luaL_Reg metamethods[] = {
@@ -1483,6 +1624,15 @@ void ig_open_session(lua_State *L)
     if (!fork_watch && pthread_atfork(NULL, NULL, on_fork_child) == 0) fork_watch = 1;
     init_target_stop();
 
+    if (luaL_newmetatable(L, REQUEST_MT)) {
+        lua_pushcfunction(L, request_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, request_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "the request is immutable");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
     if (luaL_newmetatable(L, RESPONSE_MT)) {
         lua_pushcfunction(L, response_index);
         lua_setfield(L, -2, "__index");

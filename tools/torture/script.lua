@@ -218,6 +218,24 @@ do
 end
 check_perform("perform scheme", s, function() return false end, { url = "ftp://127.0.0.1/" })
 
+-- prepared requests (sess:prepare): a failed allocation while preparing is a clear error; a
+-- prepared request sends as its table does, and again
+local function is_token_400(r) return r.status == 400 and r.body:find("client_id", 1, true) ~= nil end
+for _, case in ipairs({
+  { "prepare GET", is_ping, { url = PING, headers = { Accept = "application/json", ["X-Num"] = 42 } } },
+  { "prepare POST", is_token_400, { method = "POST", url = HTTP .. "/oauth/access_token",
+    body = "grant_type=authorization_code", headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } } },
+}) do
+  local ok, r = T.call(s.prepare, s, case[3])
+  if not ok then
+    if not is_clear(r) then fail(case[1], "raised %q", tostring(r)) end
+  elseif not tostring(r):find("^instagram%.request %(") then
+    fail(case[1], "returned %s", tostring(r))
+  else
+    check_perform(case[1] .. " then perform", s, case[2], r, true)
+  end
+end
+
 do
   local reqs = {
     { url = PING },
