@@ -469,8 +469,14 @@ local function send_usual_get(self, p, req, secrets)
   local sess = session_of(p.transport)
   local co = running()
   if not sess or (co and batch_coroutines[co] == self) then return self:_send(req, secrets) end
+  -- the request as the session prepared it (checked and copied once, immutable), for this session
+  local prepared = p.get_prepared
+  if not prepared or p.get_prepared_by ~= sess then
+    prepared = sess:prepare(req)
+    p.get_prepared, p.get_prepared_by = prepared, sess
+  end
   local retries = self.retries
-  local value, res, delay = judge(self, secrets, true, 0, retries, sess:perform(req))
+  local value, res, delay = judge(self, secrets, true, 0, retries, sess:perform(prepared))
   if not delay then return value, res end
   return send_again(self, req, secrets, true, retries, delay)
 end
@@ -586,6 +592,7 @@ function Client:_graph_request(token, path, params, raw_query, method)
       connect_timeout = self.connect_timeout }
     if method == "GET" then
       p.get_req, p.get_token, p.get_path, p.get_query, p.get_secrets = req, token, path, query, secrets
+      p.get_prepared = nil
       p.get_base, p.get_version = self.endpoints.graph, self.graph_version
     end
     return req, secrets
