@@ -160,6 +160,22 @@ describe("retries and request options", function()
       assert.is_nil(log[4].args.appsecret_proof)
     end)
 
+    it("is prepared again for a new libcurl session, and for a new token", function()
+      local token, other = fake:issue_token("jayposiris"), fake:issue_token("jayposiris")
+      local ig = client({ retries = 0 })
+      assert(ig:me(token))
+      assert(ig:me(token))
+      ig:close() -- the next call makes a new session: the old one's prepared request is not taken
+      assert(ig:me(token))
+      assert(ig:me(token))
+      assert(ig:me(other))
+      assert(ig:me(other))
+      local log = fake:log("/me")
+      assert.equal(6, #log)
+      for i = 1, 4 do assert.equal(token, log[i].args.access_token) end
+      for i = 5, 6 do assert.equal(other, log[i].args.access_token) end
+    end)
+
     it("goes to the batch driver inside ig:batch: the calls run at once", function()
       local token = fake:issue_token("jayposiris")
       local ig = client({ retries = 0 })
