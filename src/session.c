@@ -1447,7 +1447,19 @@ static void string_option(lua_State *L, int opts, const char *field, const char 
     memcpy(*dst, v, n + 1);
 }
 
-static unsigned long session_ids; /* the last session id given (per process; ids only compare) */
+/* the last session id given (per process; ids only compare), under a lock: Lua states in other
+ * threads may make sessions at the same time */
+static unsigned long session_ids;
+static pthread_mutex_t session_ids_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned long next_session_id(void)
+{
+    unsigned long id;
+    pthread_mutex_lock(&session_ids_lock);
+    id = ++session_ids;
+    pthread_mutex_unlock(&session_ids_lock);
+    return id;
+}
 
 static int l_session(lua_State *L)
 {
@@ -1467,7 +1479,7 @@ static int l_session(lua_State *L)
     memset(s, 0, sizeof *s);
     s->pid = getpid();
     s->forks = fork_count;
-    s->id = ++session_ids;
+    s->id = next_session_id();
     luaL_getmetatable(L, SESSION_MT);
     lua_setmetatable(L, -2);
 
