@@ -145,9 +145,6 @@ function Auto:pick()
 end
 
 function Auto:request(req)
-  -- outside nginx, once made, straight to the libcurl transport (the usual call, kept short)
-  local curl = self.curl
-  if curl and rawget(_G, "ngx") == nil then return curl:request(req) end
   return self:pick():request(req)
 end
 
