@@ -45,6 +45,27 @@ function M.timed(fn, seconds, warm)
   return n, elapsed
 end
 
+-- The time slices of bench/run.lua: `warm` warm-up calls, then for each line of stdin (a number
+-- of seconds) calls fn until that much time has passed, and prints the RESULT {calls, seconds}
+-- of that slice. Returns at the end of input. The clock is read after every call, as the raw
+-- loop's serve mode does, so a slow contender's slice is not many times too long.
+function M.serve(fn, warm)
+  for _ = 1, warm or 20 do fn() end
+  local now = M.now
+  for line in io.stdin:lines() do
+    local slice = tonumber(line)
+    if not slice then error("bench: a slice must be a number of seconds, not " .. line, 0) end
+    local n, t0 = 0, now()
+    local elapsed
+    repeat
+      fn()
+      n = n + 1
+      elapsed = now() - t0
+    until elapsed >= slice
+    M.result({ calls = n, seconds = elapsed })
+  end
+end
+
 -- VmRSS of this process in KiB (Linux)
 function M.rss_kib()
   local f = io.open("/proc/self/status", "r")

@@ -3,6 +3,7 @@
 -- and a gsub percent-encoder. socket.http has no keep-alive: it sends "Connection: close" and
 -- opens a new connection (and, over https, does a full TLS handshake) for every call.
 --   luasocket.lua BASE SECONDS [CA]   -> RESULT {calls, seconds}
+--   luasocket.lua BASE serve [CA]     the time slices read from stdin (common.serve)
 local common = require "bench.common"
 local cjson = require "cjson.safe"
 local ltn12 = require "ltn12"
@@ -35,5 +36,9 @@ local function me()
   return user
 end
 
-local n, s = common.timed(me, seconds, 5)
-common.result({ calls = n, seconds = s })
+if arg[2] == "serve" then
+  common.serve(me, 5)
+else
+  local n, s = common.timed(me, seconds, 5)
+  common.result({ calls = n, seconds = s })
+end

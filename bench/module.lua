@@ -2,6 +2,7 @@
 -- (bench/run.lua sets LUA_PATH and LUA_CPATH). Every call is the public API a user makes:
 -- ig:me builds the URL, sends it over the client's kept-alive connection and decodes the answer.
 --   module.lua seq BASE SECONDS [CA]        ig:me for SECONDS -> RESULT {calls, seconds}
+--   module.lua serve BASE [CA]              ig:me in the time slices read from stdin (common.serve)
 --   module.lua calls BASE N [CA]            exactly N ig:me (callgrind; connection counts)
 --   module.lua exchange BASE N [CA]         N ig:exchange_code -> RESULT {calls}
 --   module.lua batch BASE C ROUNDS          ig:batch of 200 ig:me, concurrency C -> RESULT {seconds = {...}}
@@ -33,6 +34,11 @@ if cmd == "seq" then
   local n, s = common.timed(function() me(ig) end, tonumber(arg[3]))
   ig:close()
   common.result({ calls = n, seconds = s })
+
+elseif cmd == "serve" then
+  local ig = client(arg[3])
+  common.serve(function() me(ig) end)
+  ig:close()
 
 elseif cmd == "calls" then
   local ig = client(arg[4])

@@ -4,6 +4,9 @@
  *
  *   rawcurl URL time SECONDS [CA_FILE]   calls for SECONDS after 20 warm-up calls, then prints
  *                                        "RESULT {"calls":N,"seconds":S}"
+ *   rawcurl URL serve WARM [CA_FILE]     WARM warm-up calls, then for each line SECONDS read from
+ *                                        stdin: calls for SECONDS and prints that RESULT line
+ *                                        (bench/run.lua's time slices); exits at end of input
  *   rawcurl URL count N [CA_FILE]        exactly N calls (for callgrind: run N and 2N)
  * Exits non-zero on any failed transfer or a status other than 200. */
 #include <stdio.h>
@@ -69,8 +72,9 @@ int main(int argc, char **argv)
     double t0, elapsed = 0, seconds;
     int timed;
 
-    if (argc < 4 || (strcmp(argv[2], "time") != 0 && strcmp(argv[2], "count") != 0)) {
-        fprintf(stderr, "usage: rawcurl URL time SECONDS|count N [CA_FILE]\n");
+    if (argc < 4 || (strcmp(argv[2], "time") != 0 && strcmp(argv[2], "count") != 0
+                     && strcmp(argv[2], "serve") != 0)) {
+        fprintf(stderr, "usage: rawcurl URL time SECONDS|serve WARM|count N [CA_FILE]\n");
         return 2;
     }
     timed = strcmp(argv[2], "time") == 0;
@@ -86,7 +90,23 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_USERAGENT, "rawcurl");
     if (argc > 4) curl_easy_setopt(h, CURLOPT_CAINFO, argv[4]);
 
-    if (!timed) {
+    if (strcmp(argv[2], "serve") == 0) {
+        char line[64];
+        for (i = 0; i < (long)seconds; i++)
+            if (call(h, &b) != 0) return 1;
+        while (fgets(line, sizeof line, stdin) != NULL) {
+            double slice = atof(line);
+            calls = 0;
+            t0 = now();
+            do {
+                if (call(h, &b) != 0) return 1;
+                calls++;
+                elapsed = now() - t0;
+            } while (elapsed < slice);
+            printf("RESULT {\"calls\":%ld,\"seconds\":%.6f}\n", calls, elapsed);
+            fflush(stdout);
+        }
+    } else if (!timed) {
         for (i = 0; i < (long)seconds; i++)
             if (call(h, &b) != 0) return 1;
     } else {

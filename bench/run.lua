@@ -6,15 +6,16 @@
 -- A target not met is a finding, not a failure; a contender that crashes fails the run.
 --
 --   lua5.4 bench/run.lua        (make bench; make bench-callgrind runs the callgrind part alone)
--- Environment: BENCH_ROUNDS (9), BENCH_SECONDS per contender per round (0.3),
+-- Environment: BENCH_ROUNDS (150) and BENCH_SECONDS per contender per round (0.02) of the
+--   sequential part,
 --   BENCH_ONLY=wall,callgrind,counts,overlap,openresty,pure,memory (default: all),
 --   BENCH_OUT (build/bench/report.md), BENCH_RAWCURL (build/bench/rawcurl), NGINX, WRK.
 local Nginx = require "spec.support.nginx"
 local common = require "bench.common"
 local cjson = require "cjson"
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 9
-local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.3
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 150
+local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.02
 local OUT = os.getenv("BENCH_OUT") or "build/bench/report.md"
 local RAWCURL = os.getenv("BENCH_RAWCURL") or "build/bench/rawcurl"
 local WRK = os.getenv("WRK") or "wrk"
@@ -146,7 +147,7 @@ local function print_report(m, elapsed)
   out(string.format("Software: lua-instagram %s%s, %s, %s, %s, %s, Python %s (requests %s)",
     m.commit ~= "" and m.commit or "?", m.dirty and " (modified)" or "", m.curl, m.lua, m.luajit, m.nginx,
     (m.python:match("^(%S+)") or "?"), (m.python:match(" (%S+)$") or "?")))
-  out(string.format("Run: %d alternating rounds of %.1f s per contender, medians; load average at start %s; "
+  out(string.format("Run: %d alternating rounds of %.3f s per contender, medians; load average at start %s; "
     .. "%.0f s in all", ROUNDS, SECONDS, m.load, elapsed))
   out("")
   out("| part | measure | figure | compared with | ratio | target | |")
@@ -182,39 +183,81 @@ end
 
 local S = {} -- server facts: http, https, ca, prefix, front
 
+-- A contender kept running for the whole sequential part: it reads time slices (seconds, one per
+-- line) from a FIFO and answers each with a RESULT line (bench/common.lua's serve). All of them are
+-- started first, so that slices of every contender alternate many times within the part: a slice
+-- lasts tens of milliseconds, and the machine's slower and faster moments fall on all alike.
+local function start_server_contender(what, cmd, n)
+  local fifo = string.format("%s/slices.%d", TMP, n)
+  local err = string.format("%s/stderr.%d", TMP, n)
+  if not run("mkfifo " .. q(fifo)) then error("bench: mkfifo failed", 0) end
+  local out = assert(io.popen(cmd .. " <" .. q(fifo) .. " 2>" .. q(err), "r"))
+  local input = assert(io.open(fifo, "w")) -- returns once the contender has opened its end
+  input:setvbuf("line")
+  return { what = what, out = out, input = input, err = err }
+end
+
+local function slice(c, seconds)
+  c.input:write(string.format("%.3f\n", seconds))
+  c.input:flush()
+  local line = c.out:read("l")
+  local res = line and line:match("^RESULT (%b{})")
+  if not res then
+    error(string.format("%s stopped without a result: %s\n%s", c.what, tostring(line),
+      Nginx.tail(read_file(c.err) or "", 15)), 0)
+  end
+  return cjson.decode(res)
+end
+
+local function stop_server_contender(c)
+  c.input:close() -- end of input: the contender returns
+  local ok, how, code = c.out:close()
+  if not ok then
+    error(string.format("%s crashed (%s %s)\n%s", c.what, tostring(how), tostring(code),
+      Nginx.tail(read_file(c.err) or "", 15)), 0)
+  end
+end
+
 local function wall()
   local contenders = {
     { key = "raw", label = "raw libcurl C loop (one easy handle)", cmd = function(base, ca)
-      return string.format("%s %s time %s %s", q(RAWCURL), q(base .. "/me?fields=id%2Cusername&access_token="
-        .. common.TOKEN), SECONDS, ca and q(ca) or "")
+      return string.format("%s %s serve 20 %s", q(RAWCURL), q(base .. "/me?fields=id%2Cusername&access_token="
+        .. common.TOKEN), ca and q(ca) or "")
     end },
     { key = "lua54", label = "lua-instagram, Lua 5.4", cmd = function(base, ca)
-      return lua_cmd("lua54", "module.lua", "seq", base, SECONDS, ca)
+      return lua_cmd("lua54", "module.lua", "serve", base, ca)
     end },
     { key = "luajit", label = "lua-instagram, LuaJIT", cmd = function(base, ca)
-      return lua_cmd("luajit", "module.lua", "seq", base, SECONDS, ca)
+      return lua_cmd("luajit", "module.lua", "serve", base, ca)
     end },
     { key = "python", label = "Python requests.Session + .json()", cmd = function(base, ca)
-      return string.format("%s%s %s %s %s %s %s %s", Nginx.CLEAN_ENV, PYTHON, q(REPO .. "/bench/requests_bench.py"),
-        q(base), SECONDS, q(common.TOKEN), q(common.USER_ID), ca and q(ca) or "")
+      return string.format("%s%s %s %s serve %s %s %s", Nginx.CLEAN_ENV, PYTHON, q(REPO .. "/bench/requests_bench.py"),
+        q(base), q(common.TOKEN), q(common.USER_ID), ca and q(ca) or "")
     end },
     { key = "luasocket", label = "LuaSocket socket.http + cjson (Lua 5.4)", cmd = function(base, ca)
-      return lua_cmd("lua54", "luasocket.lua", base, SECONDS, ca)
+      return lua_cmd("lua54", "luasocket.lua", base, "serve", ca)
     end },
   }
   for _, proto in ipairs({ "HTTP", "HTTPS" }) do
     local base = proto == "HTTP" and S.http or S.https
     local ca = proto == "HTTPS" and S.ca or nil
-    local rates = {}
-    for _, c in ipairs(contenders) do rates[c.key] = {} end
+    local rates, running = {}, {}
+    progress("sequential ig:me over %s: %d rounds of %.3f s per contender", proto, ROUNDS, SECONDS)
+    for n, c in ipairs(contenders) do
+      rates[c.key] = {}
+      local fifo_n = n + (proto == "HTTPS" and 10 or 0)
+      running[c.key] = start_server_contender(c.label .. " over " .. proto, c.cmd(base, ca), fifo_n)
+    end
     for r = 1, ROUNDS do
-      progress("sequential ig:me over %s, round %d of %d", proto, r, ROUNDS)
       for k = 0, #contenders - 1 do
         local c = contenders[(k + r - 1) % #contenders + 1]
-        local res = execute(c.label .. " over " .. proto, c.cmd(base, ca))
+        local res = slice(running[c.key], SECONDS)
         rates[c.key][r] = res.calls / res.seconds
       end
     end
+    -- last started first: each contender holds (inherited through popen) the FIFO ends that were
+    -- open when it started, so an earlier one sees the end of its input only after the later ones
+    for n = #contenders, 1, -1 do stop_server_contender(running[contenders[n].key]) end
     local function ratio(a, b)
       local per_round = {}
       for r = 1, ROUNDS do per_round[r] = rates[a][r] / rates[b][r] end
@@ -482,10 +525,11 @@ local function main()
     end
   end
   if ONLY.wall then
-    notes[#notes + 1] = "Sequential figures: every contender is its own process and times its own loop "
-      .. "(after 20 warm-up calls), in an order that rotates each round; the ratio is the median of the "
-      .. "per-round ratios. The raw loop sets its URL once and does not decode; the module builds the URL "
-      .. "and decodes with exact IDs on every call."
+    notes[#notes + 1] = string.format("Sequential figures: every contender is its own process, started once "
+      .. "per protocol and warmed up (20 calls; LuaSocket 5), that times its own calls in slices of %.3f s; "
+      .. "the slices of all contenders alternate, in an order that rotates each round, for %d rounds; the ratio "
+      .. "is the median of the per-round ratios. The raw loop sets its URL once and does not decode; the "
+      .. "module builds the URL and decodes with exact IDs on every call.", SECONDS, ROUNDS)
   end
   if ONLY.openresty then
     notes[#notes + 1] = string.format("OpenResty: wrk -t1 -c16, %d alternating rounds of 2 s per location after a "
