@@ -192,6 +192,21 @@ describe("instagram.json.decode (json_prepare and the decoder in one C call)", f
     local deep = ("["):rep(300) .. ("]"):rep(300)
     assert.same({ nil, "invalid JSON" }, { json.decode(deep) })
   end)
+
+  it("calls its decoder in protected mode: an error it raises is \"invalid JSON\", its message dropped", function()
+    local seen
+    local decode = core.exact_decoder(function(text)
+      seen = text
+      error("Expected value but found invalid token at character 1: IGQVsecret", 0)
+    end)
+    assert.same({ nil, "invalid JSON" }, { decode('{"a":12345678901234567}') })
+    assert.equal('{"a":"12345678901234567"}', seen) -- the prepared text, big integer quoted
+    -- an error object that is not a string, too; and the next call works as before
+    assert.same({ nil, "invalid JSON" }, { core.exact_decoder(function() error({ "IGQVsecret" }) end)("{}") })
+    assert.same({ 1 }, { core.exact_decoder(function() return 1 end)("{}") })
+    -- the decoder json.decode is bound to raises on bad text (lua-cjson's own decode, not its safe one)
+    assert.has_error(function() require("cjson").new().decode("{bad") end)
+  end)
 end)
 
 describe("instagram.json.normalize_ids (one C walk)", function()

@@ -3,7 +3,9 @@
 local core = require "instagram.core"
 local cjson_safe = require "cjson.safe"
 
-local decoder = cjson_safe.new() -- private instance: never touch the worker-wide cjson settings
+-- a private instance (never touch the worker-wide cjson settings) whose decode raises: the C core
+-- calls it in protected mode
+local decoder = require("cjson").new()
 decoder.decode_max_depth(200)
 decoder.decode_invalid_numbers(false)
 
