@@ -13,16 +13,32 @@
 
 #include "ig.h"
 
-/* Bytes that can belong to a bare JSON token (number, literal, or garbage). */
-static int is_token_byte(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-        || c == '-' || c == '+' || c == '.' || c == '_';
-}
+/* The kind of each byte outside strings, looked up once per byte: P punctuation (or any other
+ * ASCII byte), Q the quote that opens a string, W whitespace, T a byte that can belong to a bare
+ * JSON token (number, literal, or garbage: [0-9A-Za-z+-._]), Z NUL, H a byte >= 0x80. */
+enum { P, Q, W, T, Z, H };
+static const unsigned char byte_kind[256] = {
+    Z, P, P, P, P, P, P, P, P, W, W, P, P, W, P, P,
+    P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P,
+    W, P, Q, P, P, P, P, P, P, P, P, T, P, T, T, P,
+    T, T, T, T, T, T, T, T, T, T, P, P, P, P, P, P,
+    P, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,
+    T, T, T, T, T, T, T, T, T, T, T, P, P, P, P, T,
+    P, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,
+    T, T, T, T, T, T, T, T, T, T, T, P, P, P, P, P,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+    H, H, H, H, H, H, H, H, H, H, H, H, H, H, H, H,
+};
 
 static int is_ws(unsigned char c)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    return byte_kind[c] == W;
 }
 
 /* A canonical JSON integer (-?[1-9][0-9]*) with at least IG_BIG_INT_DIGITS digits. */
@@ -66,7 +82,11 @@ int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
 
     while (i < len) {
         unsigned char c = s[i];
-        if (c == '"') {
+        unsigned char kind = byte_kind[c];
+        if (kind == P) { /* the usual byte outside strings: { } [ ] : , */
+            last = c;
+            i++;
+        } else if (kind == Q) {
             i++;
             for (;;) {
                 i = skip_plain(s, i, len);
@@ -92,11 +112,11 @@ int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
                 }
             }
             last = '"';
-        } else if (is_ws(c)) {
+        } else if (kind == W) {
             i++;
-        } else if (is_token_byte(c)) {
+        } else if (kind == T) {
             size_t start = i;
-            while (i < len && is_token_byte(s[i])) i++;
+            while (i < len && byte_kind[s[i]] == T) i++;
             /* quoted only in value position: at the start, after ':' '[' ',', and
              * not as an object key (followed by ':'); so invalid JSON such as
              * {12345678901234567:1} is never turned into valid JSON */
@@ -115,10 +135,10 @@ int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
                 }
             }
             last = 't';
-        } else if (c == 0) {
+        } else if (kind == Z) {
             status = IG_JSON_NUL;
             goto done;
-        } else if (c >= 0x80) {
+        } else { /* H */
             size_t n = ig_utf8_seq(s, i, len);
             if (n == 0) {
                 status = IG_JSON_BAD_UTF8;
@@ -126,9 +146,6 @@ int ig_json_prepare(const char *text, size_t len, char *out, size_t *outlen)
             }
             i += n;
             last = c;
-        } else {
-            last = c;
-            i++;
         }
     }
 done:
