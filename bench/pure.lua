@@ -156,7 +156,12 @@ for i, row in ipairs(rows) do
   for r = 1, ROUNDS do
     for k = 0, 2 do -- rotate who goes first
       local j = (k + r) % 3 + 1
-      if runs[j] then samples[j][r] = runs[j](n) end
+      if runs[j] then
+        -- each round starts from a collected heap: the garbage of the contender before it is not
+        -- collected in its time (a round is a few milliseconds, shorter than a collector cycle)
+        collectgarbage("collect")
+        samples[j][r] = runs[j](n)
+      end
     end
   end
   out[i] = {

@@ -466,7 +466,8 @@ local function pure()
         ratio = fmt_ratio(speedup), target = "≥ 3×", met = speedup >= 3 })
     end
   end
-  notes[#notes + 1] = "Pure work: the fastest of 15 interleaved rounds per contender (CPU-bound: an interrupted "
+  notes[#notes + 1] = "Pure work: the fastest of 15 interleaved rounds per contender, each from a collected heap "
+    .. "(CPU-bound: an interrupted "
     .. "round only gets slower). bench/purelua.lua holds the baselines (string.format + gsub URL encoding; "
     .. "gmatch query parser; pure-Lua base64url + the C core's HMAC-SHA256 + cjson; utf8 check + "
     .. "string-aware big-integer quoting scanner + cjson). Figures after the time are Lua bytes allocated per call."
