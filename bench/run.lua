@@ -22,6 +22,7 @@ local WRK = os.getenv("WRK") or "wrk"
 local WRK_ROUNDS = 5 -- alternating wrk rounds of 2 s per location, after a warm-up
 local PYTHON = "/usr/bin/python3"
 local CALLGRIND_N = 100 -- calls; the figure is (Ir(2N) - Ir(N)) / N
+local PURE_ROUNDS = 40 -- rounds of the pure work, the fastest counts
 
 local ONLY = {}
 for part in (os.getenv("BENCH_ONLY") or "wall,callgrind,counts,overlap,openresty,pure,memory"):gmatch("[%w]+") do
@@ -454,7 +455,7 @@ end
 local function pure()
   for _, interp in ipairs({ "lua54", "luajit" }) do
     progress("pure work on %s", INTERPRETERS[interp].label)
-    local res = execute("pure work on " .. interp, lua_cmd(interp, "pure.lua", 15))
+    local res = execute("pure work on " .. interp, lua_cmd(interp, "pure.lua", PURE_ROUNDS))
     local section = "pure work, " .. INTERPRETERS[interp].label .. " (per call)"
     for _, r in ipairs(res.rows) do
       local bytes = string.format(", %s B", fmt_int(r.bytes))
@@ -473,7 +474,8 @@ local function pure()
         ratio = fmt_ratio(speedup, 3), target = "≥ 3×", met = speedup >= 3 })
     end
   end
-  notes[#notes + 1] = "Pure work: the fastest of 15 interleaved rounds per contender, each from a collected heap "
+  notes[#notes + 1] = "Pure work: the fastest of " .. PURE_ROUNDS .. " interleaved rounds per contender, each from a "
+    .. "collected heap "
     .. "(CPU-bound: an interrupted "
     .. "round only gets slower). bench/purelua.lua holds the baselines (string.format + gsub URL encoding; "
     .. "gmatch query parser; pure-Lua base64url + the C core's HMAC-SHA256 + cjson; utf8 check + "
