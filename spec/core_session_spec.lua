@@ -5,7 +5,8 @@ local socket = require "socket"
 
 -- Routes: /echo (method, target, request headers, body), /stream?n= (no length,
 -- then close), /sized?n=, /slow (headers, then stalls), /redirect, /interim
--- (100 then 201), /garbage (not HTTP), /bighead, /quit. A second port answers
+-- (100 then 201), /garbage (not HTTP), /bighead, /answer?s=STATUS&b=BODY[&u=USAGE]
+-- (percent-encoded body; u: an X-App-Usage header), /quit. A second port answers
 -- every connection with plain-text garbage at once (for TLS failures).
 local SERVER = [==[
 local socket = require "socket"
@@ -78,6 +79,15 @@ local function handle(c)
   elseif path == "/garbage" then
     c:send("this is not http\r\n\r\n")
     return drop(c)
+  elseif path == "/answer" then
+    local function arg(k)
+      local v = query:match("[?&]?" .. k .. "=([^&]*)")
+      return v and (v:gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
+    end
+    local b = arg("b") or ""
+    local hs = { "Content-Length: " .. #b, "Content-Type: application/json" }
+    if arg("u") then hs[#hs + 1] = "X-App-Usage: " .. arg("u") end
+    respond(c, arg("s") .. " Answer", hs, b)
   elseif path == "/bighead" then
     local hs = { "Content-Length: 0" }
     for i = 1, 400 do hs[#hs + 1] = "X-H" .. i .. ": " .. ("h"):rep(1000) end
@@ -418,6 +428,85 @@ describe("core.session against a loopback server", function()
     assert.equal("network", kind)
     s:close()
     strict:close()
+  end)
+
+  -- the kept usual GET's short way (lua/instagram/init.lua, send_usual_get): the usual success,
+  -- told, decoded and normalized in the call that makes the transfer; anything else as perform
+  describe("fetch_object", function()
+    local json = require "instagram.json"
+    local errors = require "instagram.errors"
+    local function enc(x) return (x:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
+    local function answer(status, body, usage)
+      return { url = base .. "/answer?s=" .. status .. "&b=" .. enc(body) .. (usage and "&u=" .. enc(usage) or "") }
+    end
+
+    it("gives the usual success decoded, with exact IDs, and its usage headers", function()
+      local s = core.session({ allow_http = true })
+      local req = s:prepare(answer(200, '{"id":17841405793187219,"n":3,"user_id":5.0,"username":"u"}'))
+      for _ = 1, 3 do -- the same prepared request, again and again
+        local user, usage = s:fetch_object(req, json.decode)
+        assert.same({ id = "17841405793187219", n = 3, user_id = "5", username = "u" }, user)
+        assert.is_nil(usage)
+      end
+      local user, usage = s:fetch_object(answer(201, ' \r\n\t{"data":[{"id":"1"}]}', '{"call_count":7}'), json.decode)
+      assert.same({ data = { { id = "1" } } }, user)
+      assert.same({ ["x-app-usage"] = '{"call_count":7}' }, usage)
+      s:close()
+    end)
+
+    it("gives any other answer as perform gives it, after false; its success is one errors.classify sees", function()
+      local s = core.session({ allow_http = true })
+      local cases = {
+        { 200, '{"id":"1"}' }, { 201, ' {"data":[]}' }, { 299, '\n\t{"a":[1,2]}' }, { 200, '{"error_x":0}' },
+        { 204, '{}' }, { 200, '\f\v {"a":[1,2]}' },
+        { 200, '[{"id":"1"}]' }, { 200, '"text"' }, { 200, "" }, { 200, "{bad" }, { 200, '{"a":1} x' },
+        { 200, '{"error":{"message":"m","code":1}}' }, { 200, '{"error_type":"OAuthException"}' },
+        { 200, '{"error_message":"no"}' }, { 200, '{"error":null,"id":"2"}' }, { 200, '{"a":"\255"}' },
+        { 200, '{"id":"3","error":false}' },
+        { 300, '{"id":"1"}' }, { 304, "" }, { 400, '{"id":"1"}' },
+        { 401, '{"error":{"message":"Invalid OAuth access token","type":"OAuthException","code":190}}' },
+        { 500, '{"error":{"message":"x","code":2,"is_transient":true}}' }, { 503, "<html>busy</html>" },
+      }
+      for _, case in ipairs(cases) do
+        local req = answer(case[1], case[2])
+        local value, res = s:fetch_object(req, json.decode)
+        local want = s:perform(req)
+        local classified = errors.classify(want, {})
+        if value then -- a success that classify gives too, the same value
+          assert.same(json.normalize_ids(classified), value, case[2])
+          assert.is_nil(res)
+        else -- the answer, for the caller to classify (a null error field is one classify looks at)
+          assert.equal(false, value, case[2])
+          assert.equal(getmetatable(want), getmetatable(res))
+          assert.same({ case[1], want.body, want.headers["content-length"] },
+            { res.status, res.body, res.headers["content-length"] })
+        end
+      end
+      -- every usual success above is fetch_object's
+      local successes = 0
+      for _, case in ipairs(cases) do
+        if s:fetch_object(answer(case[1], case[2]), json.decode) then successes = successes + 1 end
+      end
+      assert.equal(4, successes)
+      s:close()
+    end)
+
+    it("gives a failed transfer as perform does, and raises on misuse with its name", function()
+      local s = core.session({ allow_http = true })
+      local req = { url = "http://127.0.0.1:" .. closed_port() .. "/x?access_token=IGQVsecret" }
+      local a = { s:fetch_object(req, json.decode) }
+      local b = { s:perform(req) }
+      assert.same(b, a)
+      assert.equal("network", a[2])
+      raises("fetch_object: decode must be a function", function() s:fetch_object(req) end)
+      raises("fetch_object: decode must be a function", function() s:fetch_object(req, "x") end)
+      local other = core.session({ allow_http = true })
+      raises("perform: the request was prepared by another session",
+        function() s:fetch_object(other:prepare(answer(200, "{}")), json.decode) end)
+      other:close()
+      s:close()
+      raises("perform: session is closed", function() s:fetch_object(req, json.decode) end)
+    end)
   end)
 
   it("sends header lines of any length whole, short and long, on one handle", function()

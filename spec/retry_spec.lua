@@ -139,6 +139,31 @@ describe("retries and request options", function()
       assert(ig:me(token))
     end)
 
+    it("gives exact IDs, the user of a data envelope and the usage headers, as the first one", function()
+      local token = fake:issue_token("jayposiris")
+      local ig = client({ retries = 0 })
+      assert(ig:me(token))
+      assert(ig:me(token)) -- kept, then prepared: what follows takes the short way
+      fake:fault("/me", { status = 200, times = 1, body = '{"data":[{"id":17841405793187219,"username":"jayposiris"}]}',
+        headers = { ["X-App-Usage"] = '{"call_count":42,"total_cputime":3,"total_time":4}' } })
+      local user = assert(ig:me(token))
+      assert.same({ id = "17841405793187219", username = "jayposiris" }, user)
+      assert.equal(42, ig:usage().app.call_count)
+      assert.equal(3, #fake:log("/me"))
+      -- ig:user takes it as ig:me does, for its node
+      local id = "17841405793187219"
+      assert(ig:user(token, id))
+      fake:fault("/" .. id, { status = 200, times = 1, body = '{"id":17841405793187219,"username":"x"}',
+        headers = { ["X-App-Usage"] = '{"call_count":43,"total_cputime":3,"total_time":4}' } })
+      assert.same({ id = id, username = "x" }, assert(ig:user(token, id)))
+      assert.equal(43, ig:usage().app.call_count)
+      -- other fields, a token table or another token go the usual way, and give the same user
+      assert.equal(id, assert(ig:me(token, "id")).id)
+      assert.equal(id, assert(ig:me({ access_token = token })).id)
+      assert.equal(id, assert(ig:me(token)).id)
+      assert.equal(6, #fake:log("/me"))
+    end)
+
     it("follows token_in and appsecret_proof when they change after it", function()
       local token = fake:issue_token("jayposiris")
       local ig = client({ retries = 0 })

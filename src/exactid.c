@@ -300,6 +300,11 @@ static void normalize(lua_State *L, int idx, int depth)
     }
 }
 
+void ig_normalize_ids(lua_State *L, int idx)
+{
+    normalize(L, idx, 0);
+}
+
 /* normalize_ids(value) -> value: decoded Graph data with exact string IDs (see normalize) */
 static int l_normalize_ids(lua_State *L)
 {

@@ -38,6 +38,8 @@ size_t ig_url_decode(const char *in, size_t len, char *out, int plus_is_space);
 #define IG_JSON_BAD_UTF8 1
 #define IG_JSON_NUL 2
 int ig_json_prepare(const char *in, size_t len, char *out, size_t *outlen);
+/* The table at idx, in place: normalize_ids (exactid.c). */
+void ig_normalize_ids(lua_State *L, int idx);
 size_t ig_quote_big_ints(const char *in, size_t len, char *out);
 
 /* utf8.c. 1 if s is well-formed UTF-8 (RFC 3629), else 0. */

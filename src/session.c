@@ -1362,6 +1362,64 @@ static int l_perform(lua_State *L)
     return nret;
 }
 
+/* text, after Lua's %s whitespace, begins with '{' */
+static int starts_with_brace(const char *t, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\v' || t[i] == '\f' || t[i] == '\r'))
+        i++;
+    return i < n && t[i] == '{';
+}
+
+/* sess:fetch_object(req, decode) -> object, usage_headers | false, response | nil, kind, message[, status]
+ * perform (upvalue 1), then the test errors.classify makes first, in C: a 2xx whose body, after
+ * whitespace, begins with '{' and decodes (decode: instagram.json.decode) to a table without an
+ * error, error_type or error_message field is the usual success, returned decoded and normalized
+ * (normalize_ids), with the response's usage headers (nil when none came). Any other response is
+ * returned as perform returned it, after false; a failed transfer as perform returns it. */
+static int l_fetch_object(lua_State *L)
+{
+    size_t len;
+    const char *text;
+    lua_Integer status;
+    if (lua_type(L, 3) != LUA_TFUNCTION) return luaL_error(L, "fetch_object: decode must be a function");
+    lua_settop(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, LUA_MULTRET); /* perform: its misuse errors name it */
+    if (lua_gettop(L) != 4 || lua_type(L, 4) != LUA_TTABLE) return lua_gettop(L) - 3; /* nil, kind, ... */
+    lua_pushliteral(L, "status");
+    lua_rawget(L, 4);
+    status = lua_tointeger(L, -1);
+    lua_pushliteral(L, "body");
+    lua_rawget(L, 4); /* 6 */
+    text = lua_tolstring(L, 6, &len);
+    if (status >= 200 && status < 300 && text != NULL && starts_with_brace(text, len)) {
+        lua_pushvalue(L, 3);
+        lua_pushvalue(L, 6);
+        lua_call(L, 1, 1); /* 7 */
+        if (lua_type(L, 7) == LUA_TTABLE) {
+            lua_pushliteral(L, "error");
+            lua_rawget(L, 7);
+            lua_pushliteral(L, "error_type");
+            lua_rawget(L, 7);
+            lua_pushliteral(L, "error_message");
+            lua_rawget(L, 7);
+            if (lua_isnil(L, -1) && lua_isnil(L, -2) && lua_isnil(L, -3)) {
+                lua_settop(L, 7);
+                ig_normalize_ids(L, 7);
+                lua_pushliteral(L, "usage_headers");
+                lua_rawget(L, 4);
+                return 2;
+            }
+        }
+    }
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, 4);
+    return 2;
+}
+
 static int l_perform_many(lua_State *L)
 {
     session *s = check_session(L, "perform_many");
@@ -1659,6 +1717,9 @@ void ig_open_session(lua_State *L)
         lua_pushvalue(L, -1);
         lua_createtable(L, 8, 0);
         lua_pushcclosure(L, l_perform, 2);
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, l_fetch_object, 1); /* fetch_object calls perform */
+        lua_setfield(L, -4, "fetch_object");
         lua_setfield(L, -3, "perform");
         lua_pushcclosure(L, l_perform_many, 1);
         lua_setfield(L, -2, "perform_many");

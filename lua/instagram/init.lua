@@ -465,21 +465,40 @@ end
 -- libcurl transport, or the default one outside nginx: transport.session) and not inside
 -- ig:batch; else through _send. Its answer is judged and retried as _send does: the same
 -- outcome, with fewer Lua layers on the way (after a network round trip, each layer's tables are
--- cold: on Lua 5.4 the layers cost more than their instructions suggest).
+-- cold: on Lua 5.4 the layers cost more than their instructions suggest). The usual success is
+-- told and decoded by the session in the same C call as the transfer (fetch_object: the test
+-- errors.classify makes first); any other answer is judged here.
+-- -> the decoded body, normalized (json.normalize_ids), and the response (none after the short
+-- way's usual success) | nil, err
 local function send_usual_get(self, p, req, secrets)
   local sess = session_of(p.transport)
   local co = running()
-  if not sess or (co and batch_coroutines[co] == self) then return self:_send(req, secrets) end
+  local value, res, msg, status, delay
+  if not sess or (co and batch_coroutines[co] == self) then
+    value, res = self:_send(req, secrets)
+    if not value then return nil, res end
+    return json.normalize_ids(value), res
+  end
   -- the request as the session prepared it (checked and copied once, immutable), for this session
   local prepared = p.get_prepared
   if not prepared or p.get_prepared_by ~= sess then
     prepared = sess:prepare(req)
     p.get_prepared, p.get_prepared_by = prepared, sess
   end
+  value, res, msg, status = sess:fetch_object(prepared, json.decode)
+  if value then
+    if res then record_usage(self, res) end
+    return value
+  end
   local retries = self.retries
-  local value, res, delay = judge(self, secrets, true, 0, retries, sess:perform(prepared))
-  if not delay then return value, res end
-  return send_again(self, req, secrets, true, retries, delay)
+  if value == false then -- an answer, not the usual success
+    value, res, delay = judge(self, secrets, true, 0, retries, res)
+  else -- no answer: res is the kind
+    value, res, delay = judge(self, secrets, true, 0, retries, nil, res, msg, status)
+  end
+  if delay then value, res = send_again(self, req, secrets, true, retries, delay) end
+  if not value then return nil, res end
+  return json.normalize_ids(value), res
 end
 
 -- longest_send() -> the most seconds one _send of a GET can take: every try up to `timeout`, and
@@ -622,18 +641,15 @@ function Client:_graph_request(token, path, params, raw_query, method)
 end
 
 -- graph_get(token, path, params[, raw_query]) -> decoded body, response | nil, err (params: a
--- map, or an already encoded query string)
+-- map, or an already encoded query string). The usual success of the kept GET's short way
+-- (send_usual_get) comes without the response.
 function Client:_graph_get(token, path, params, raw_query)
-  local value, res
   -- the same usual GET as the last one (ig:me, call after call): its request, with nothing built
   local p, req, secrets = private[self], nil, nil
   if raw_query == nil and type(params) == "string" then req, secrets = last_get(self, p, path, params, token) end
-  if req then
-    value, res = send_usual_get(self, p, req, secrets)
-  else
-    req, secrets = self:_graph_request(token, path, params, raw_query)
-    value, res = self:_send(req, secrets)
-  end
+  if req then return send_usual_get(self, p, req, secrets) end
+  req, secrets = self:_graph_request(token, path, params, raw_query)
+  local value, res = self:_send(req, secrets)
   if not value then return nil, res end
   return json.normalize_ids(value), res
 end
@@ -869,7 +885,15 @@ local function client_token(p, fname, token)
   return token
 end
 
+-- the user node of a decoded body: a {"data":[{...}]} envelope is tolerated (INSTAGRAM.md §5.3)
+local function user_of(body, err)
+  if not body then return nil, err end
+  if type(body.data) == "table" and type(body.data[1]) == "table" then return body.data[1] end
+  return body
+end
+
 local function user_node(self, p, fname, token, path, fields)
+  local default = fields == nil
   fields = fields_string(fname, fields, p.profile.user_fields)
   -- the encoded query of the last fields string, kept: the same fields come on every call
   local query = p.user_fields_query
@@ -877,22 +901,40 @@ local function user_node(self, p, fname, token, path, fields)
     query = "fields=" .. url_encode(fields)
     p.user_fields, p.user_fields_query = fields, query
   end
-  local body, err = self:_graph_get(token, path, query)
-  if not body then return nil, err end
-  -- tolerate a {"data":[{...}]} envelope (INSTAGRAM.md §5.3)
-  if type(body.data) == "table" and type(body.data[1]) == "table" then body = body.data[1] end
-  return body
+  if default then p.user_default_query = query end
+  return user_of(self:_graph_get(token, path, query))
+end
+
+-- ig:me and ig:user with the default fields, call after call, the short way: when the call is the
+-- one that made the client's kept usual GET (the same token, node and default fields, and
+-- last_get finds nothing else changed), straight to send_usual_get, past the argument checks (all
+-- made when the GET was kept), user_node and _graph_get: the same answer and errors, with fewer
+-- Lua layers (see send_usual_get). false when the call is not that one.
+local function kept_user(self, p, token, path)
+  local query = p.get_query
+  if token ~= p.get_token or path ~= p.get_path or query ~= p.user_default_query then return false end
+  local req, secrets = last_get(self, p, path, query, token)
+  if not req then return false end
+  return user_of(send_usual_get(self, p, req, secrets))
 end
 
 function Client:me(token, fields)
   local fname = "ig:me"
   local p = check_self(fname, self)
+  if fields == nil then
+    local user, err = kept_user(self, p, token, "me")
+    if user ~= false then return user, err end
+  end
   return user_node(self, p, fname, client_token(p, fname, token), "me", fields)
 end
 
 function Client:user(token, user_id, fields)
   local fname = "ig:user"
   local p = check_self(fname, self)
+  if fields == nil then
+    local user, err = kept_user(self, p, token, user_id)
+    if user ~= false then return user, err end
+  end
   token = client_token(p, fname, token)
   return user_node(self, p, fname, token, id_string(fname, "user_id", user_id), fields)
 end
