@@ -284,6 +284,8 @@ function Client:close()
   local p = private[self]
   if p and p.transport then
     p.transport:close()
+    -- the kept GET's prepared request belonged to the closed session (kept_user)
+    p.get_prepared, p.get_prepared_by = nil, nil
   end
 end
 Client.__close = Client.close
@@ -460,6 +462,21 @@ function Client:_send(req, secrets, retries)
   return send_again(self, req, secrets, idempotent, retries, delay)
 end
 
+-- what fetch_object gave when it was not the usual success (false, response | nil, kind, message,
+-- status), judged and retried as _send would: the decoded body, normalized, and the response | nil, err
+local function usual_get_answer(self, req, secrets, value, res, msg, status)
+  local retries = self.retries
+  local delay
+  if value == false then -- an answer, not the usual success
+    value, res, delay = judge(self, secrets, true, 0, retries, res)
+  else -- no answer: res is the kind
+    value, res, delay = judge(self, secrets, true, 0, retries, nil, res, msg, status)
+  end
+  if delay then value, res = send_again(self, req, secrets, true, retries, delay) end
+  if not value then return nil, res end
+  return json.normalize_ids(value), res
+end
+
 -- _send of the client's last usual GET (last_get: a GET made with the client's timeouts), the
 -- short way when it can: straight to the libcurl session when the request would go there (the
 -- libcurl transport, or the default one outside nginx: transport.session) and not inside
@@ -473,7 +490,7 @@ end
 local function send_usual_get(self, p, req, secrets)
   local sess = session_of(p.transport)
   local co = running()
-  local value, res, msg, status, delay
+  local value, res, msg, status
   if not sess or (co and batch_coroutines[co] == self) then
     value, res = self:_send(req, secrets)
     if not value then return nil, res end
@@ -490,15 +507,7 @@ local function send_usual_get(self, p, req, secrets)
     if res then record_usage(self, res) end
     return value
   end
-  local retries = self.retries
-  if value == false then -- an answer, not the usual success
-    value, res, delay = judge(self, secrets, true, 0, retries, res)
-  else -- no answer: res is the kind
-    value, res, delay = judge(self, secrets, true, 0, retries, nil, res, msg, status)
-  end
-  if delay then value, res = send_again(self, req, secrets, true, retries, delay) end
-  if not value then return nil, res end
-  return json.normalize_ids(value), res
+  return usual_get_answer(self, req, secrets, value, res, msg, status)
 end
 
 -- longest_send() -> the most seconds one _send of a GET can take: every try up to `timeout`, and
@@ -907,15 +916,26 @@ end
 
 -- ig:me and ig:user with the default fields, call after call, the short way: when the call is the
 -- one that made the client's kept usual GET (the same token, node and default fields, and
--- last_get finds nothing else changed), straight to send_usual_get, past the argument checks (all
--- made when the GET was kept), user_node and _graph_get: the same answer and errors, with fewer
--- Lua layers (see send_usual_get). false when the call is not that one.
+-- last_get finds nothing else changed), past the argument checks (all made when the GET was kept),
+-- user_node and _graph_get. When the GET was prepared for the libcurl session, and the call is
+-- neither inside ig:batch nor in nginx, this is send_usual_get's short way in one function (the
+-- session it was prepared by is the one transport.session gives until ig:close, which forgets
+-- it); else send_usual_get. The same answer and errors as user_node, with the fewest Lua layers:
+-- after a network round trip each one's code and tables are cold. false when the call is not that one.
 local function kept_user(self, p, token, path)
   local query = p.get_query
   if token ~= p.get_token or path ~= p.get_path or query ~= p.user_default_query then return false end
   local req, secrets = last_get(self, p, path, query, token)
   if not req then return false end
-  return user_of(send_usual_get(self, p, req, secrets))
+  local prepared, co = p.get_prepared, running()
+  if not prepared or rawget(_G, "ngx") ~= nil or (co and batch_coroutines[co] == self) then
+    return user_of(send_usual_get(self, p, req, secrets))
+  end
+  local value, res, msg, status = p.get_prepared_by:fetch_object(prepared, json.decode)
+  if not value then return user_of(usual_get_answer(self, req, secrets, value, res, msg, status)) end
+  if res then record_usage(self, res) end
+  if type(value.data) == "table" and type(value.data[1]) == "table" then return value.data[1] end -- user_of
+  return value
 end
 
 function Client:me(token, fields)
