@@ -19,7 +19,7 @@ local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.02
 local OUT = os.getenv("BENCH_OUT") or "build/bench/report.md"
 local RAWCURL = os.getenv("BENCH_RAWCURL") or "build/bench/rawcurl"
 local WRK = os.getenv("WRK") or "wrk"
-local WRK_ROUNDS = 5 -- alternating wrk rounds of 2 s per location, after a warm-up
+local WRK_ROUNDS = 9 -- alternating wrk rounds of 2 s per location, after a warm-up
 local PYTHON = "/usr/bin/python3"
 local CALLGRIND_N = 100 -- calls; the figure is (Ir(2N) - Ir(N)) / N
 local PURE_ROUNDS = 40 -- rounds of the pure work, the fastest counts
@@ -441,6 +441,7 @@ local function openresty()
     progress("wrk, round %d of %d", r, WRK_ROUNDS)
     local order = r % 2 == 1 and { "ig", "proxy" } or { "proxy", "ig" }
     for _, k in ipairs(order) do rates[k][r] = wrk_rate("/" .. k) end
+    progress("wrk, round %d: /ig %.0f req/s, /proxy %.0f req/s", r, rates.ig[r], rates.proxy[r])
   end
   local per_round = {}
   for r = 1, WRK_ROUNDS do per_round[r] = rates.ig[r] / rates.proxy[r] end
