@@ -157,7 +157,7 @@ describe("retries and request options", function()
         headers = { ["X-App-Usage"] = '{"call_count":43,"total_cputime":3,"total_time":4}' } })
       assert.same({ id = id, username = "x" }, assert(ig:user(token, id)))
       assert.equal(43, ig:usage().app.call_count)
-      -- other fields or a token table go the usual way, and give the same user
+      -- other fields or a token table (not the short way) give the same user too
       assert.equal(id, assert(ig:me(token, "id")).id)
       assert.equal(id, assert(ig:me({ access_token = token })).id)
       assert.equal(id, assert(ig:me(token)).id)

@@ -271,6 +271,8 @@ function instagram.new(config)
     sleep = config.sleep,
     buckets = require("instagram.buckets").new(fname, config.rate_limits, config.clock or os.time),
     profile = profile,
+    -- the encoded query of ig:me's and ig:user's default fields (kept_user)
+    user_default_query = "fields=" .. url_encode(fields_string(fname, nil, profile.user_fields)),
     graph_paths = {}, graph_paths_count = 0,
   }
   return self
@@ -902,7 +904,6 @@ local function user_of(body, err)
 end
 
 local function user_node(self, p, fname, token, path, fields)
-  local default = fields == nil
   fields = fields_string(fname, fields, p.profile.user_fields)
   -- the encoded query of the last fields string, kept: the same fields come on every call
   local query = p.user_fields_query
@@ -910,7 +911,6 @@ local function user_node(self, p, fname, token, path, fields)
     query = "fields=" .. url_encode(fields)
     p.user_fields, p.user_fields_query = fields, query
   end
-  if default then p.user_default_query = query end
   return user_of(self:_graph_get(token, path, query))
 end
 
