@@ -33,18 +33,6 @@ function M.median(list)
   return (t[n / 2] + t[n / 2 + 1]) / 2
 end
 
--- calls fn in blocks of 16 for at least `seconds` after `warm` warm-up calls -> calls, seconds
-function M.timed(fn, seconds, warm)
-  for _ = 1, warm or 20 do fn() end
-  local n, t0, elapsed = 0, M.now(), 0
-  while elapsed < seconds do
-    for _ = 1, 16 do fn() end
-    n = n + 16
-    elapsed = M.now() - t0
-  end
-  return n, elapsed
-end
-
 -- The time slices of bench/run.lua: `warm` warm-up calls, then for each line of stdin (a number
 -- of seconds) calls fn until that much time has passed, and prints the RESULT {calls, seconds}
 -- of that slice. Returns at the end of input. The clock is read after every call, as the raw

@@ -2,13 +2,12 @@
 -- socket.http.request (LuaSec's ssl.https for https) + lua-cjson, URL built with string.format
 -- and a gsub percent-encoder. socket.http has no keep-alive: it sends "Connection: close" and
 -- opens a new connection (and, over https, does a full TLS handshake) for every call.
---   luasocket.lua BASE SECONDS [CA]   -> RESULT {calls, seconds}
---   luasocket.lua BASE serve [CA]     the time slices read from stdin (common.serve)
+--   luasocket.lua BASE [CA]   calls in the time slices read from stdin (common.serve)
 local common = require "bench.common"
 local cjson = require "cjson.safe"
 local ltn12 = require "ltn12"
 
-local base, seconds, ca = arg[1], tonumber(arg[2]), arg[3]
+local base, ca = arg[1], arg[2]
 local https = base:match("^https:") ~= nil
 local request
 if https then
@@ -36,9 +35,4 @@ local function me()
   return user
 end
 
-if arg[2] == "serve" then
-  common.serve(me, 5)
-else
-  local n, s = common.timed(me, seconds, 5)
-  common.result({ calls = n, seconds = s })
-end
+common.serve(me, 5)

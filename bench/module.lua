@@ -1,7 +1,6 @@
 -- make bench: lua-instagram as a contender, on whichever interpreter and build runs it
 -- (bench/run.lua sets LUA_PATH and LUA_CPATH). Every call is the public API a user makes:
 -- ig:me builds the URL, sends it over the client's kept-alive connection and decodes the answer.
---   module.lua seq BASE SECONDS [CA]        ig:me for SECONDS -> RESULT {calls, seconds}
 --   module.lua serve BASE [CA]              ig:me in the time slices read from stdin (common.serve)
 --   module.lua calls BASE N [CA]            exactly N ig:me (callgrind; connection counts)
 --   module.lua exchange BASE N [CA]         N ig:exchange_code -> RESULT {calls}
@@ -29,13 +28,7 @@ local function me(ig)
   return user
 end
 
-if cmd == "seq" then
-  local ig = client(arg[4])
-  local n, s = common.timed(function() me(ig) end, tonumber(arg[3]))
-  ig:close()
-  common.result({ calls = n, seconds = s })
-
-elseif cmd == "serve" then
+if cmd == "serve" then
   local ig = client(arg[3])
   common.serve(function() me(ig) end)
   ig:close()
@@ -105,6 +98,6 @@ elseif cmd == "memory" then
   common.result({ bytes_per_call = bytes, rss_10k = rss[1], rss_100k = rss[2] })
 
 else
-  io.stderr:write("usage: module.lua seq|calls|exchange|batch|memory BASE ...\n")
+  io.stderr:write("usage: module.lua serve|calls|exchange|batch|memory BASE ...\n")
   os.exit(2)
 end

@@ -2,11 +2,10 @@
  * (keep-alive, TLS session kept by the handle), the URL set once, the body collected and
  * dropped. No URL building, no JSON: what any libcurl client pays at least.
  *
- *   rawcurl URL time SECONDS [CA_FILE]   calls for SECONDS after 20 warm-up calls, then prints
- *                                        "RESULT {"calls":N,"seconds":S}"
  *   rawcurl URL serve WARM [CA_FILE]     WARM warm-up calls, then for each line SECONDS read from
- *                                        stdin: calls for SECONDS and prints that RESULT line
- *                                        (bench/run.lua's time slices); exits at end of input
+ *                                        stdin: calls for SECONDS and prints
+ *                                        "RESULT {"calls":N,"seconds":S}" (bench/run.lua's time
+ *                                        slices); exits at end of input
  *   rawcurl URL count N [CA_FILE]        exactly N calls (for callgrind: run N and 2N)
  * Exits non-zero on any failed transfer or a status other than 200. */
 #include <stdio.h>
@@ -68,17 +67,14 @@ int main(int argc, char **argv)
 {
     CURL *h;
     struct body b = {NULL, 0, 0};
-    long i, calls = 0;
-    double t0, elapsed = 0, seconds;
-    int timed;
+    long i, n, calls;
+    double t0, elapsed;
 
-    if (argc < 4 || (strcmp(argv[2], "time") != 0 && strcmp(argv[2], "count") != 0
-                     && strcmp(argv[2], "serve") != 0)) {
-        fprintf(stderr, "usage: rawcurl URL time SECONDS|serve WARM|count N [CA_FILE]\n");
+    if (argc < 4 || (strcmp(argv[2], "serve") != 0 && strcmp(argv[2], "count") != 0)) {
+        fprintf(stderr, "usage: rawcurl URL serve WARM|count N [CA_FILE]\n");
         return 2;
     }
-    timed = strcmp(argv[2], "time") == 0;
-    seconds = atof(argv[3]);
+    n = atol(argv[3]);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
     h = curl_easy_init();
     if (h == NULL) return 1;
@@ -92,7 +88,7 @@ int main(int argc, char **argv)
 
     if (strcmp(argv[2], "serve") == 0) {
         char line[64];
-        for (i = 0; i < (long)seconds; i++)
+        for (i = 0; i < n; i++)
             if (call(h, &b) != 0) return 1;
         while (fgets(line, sizeof line, stdin) != NULL) {
             double slice = atof(line);
@@ -106,20 +102,9 @@ int main(int argc, char **argv)
             printf("RESULT {\"calls\":%ld,\"seconds\":%.6f}\n", calls, elapsed);
             fflush(stdout);
         }
-    } else if (!timed) {
-        for (i = 0; i < (long)seconds; i++)
-            if (call(h, &b) != 0) return 1;
     } else {
-        for (i = 0; i < 20; i++)
+        for (i = 0; i < n; i++)
             if (call(h, &b) != 0) return 1;
-        t0 = now();
-        while (elapsed < seconds) {
-            for (i = 0; i < 16; i++)
-                if (call(h, &b) != 0) return 1;
-            calls += 16;
-            elapsed = now() - t0;
-        }
-        printf("RESULT {\"calls\":%ld,\"seconds\":%.6f}\n", calls, elapsed);
     }
     curl_easy_cleanup(h);
     free(b.data);

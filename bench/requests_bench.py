@@ -1,9 +1,10 @@
 """make bench: the Python contender, requests.Session (kept-alive connections) + .json().
 
 Run with Debian's /usr/bin/python3 and python3-requests:
-    requests_bench.py BASE SECONDS TOKEN USER_ID [CA]  -> RESULT {"calls": N, "seconds": S}
-    requests_bench.py BASE serve TOKEN USER_ID [CA]    the same for each time slice (seconds)
-                                                       read from stdin, as bench/common.lua's serve
+    requests_bench.py BASE TOKEN USER_ID [CA]   20 warm-up calls, then for each line of stdin (a
+                                                number of seconds) calls for that long and prints
+                                                RESULT {"calls": N, "seconds": S}, as
+                                                bench/common.lua's serve
 """
 import json
 import sys
@@ -13,8 +14,8 @@ import requests
 
 
 def main():
-    base, seconds, token, user_id = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    verify = sys.argv[5] if len(sys.argv) > 5 else True
+    base, token, user_id = sys.argv[1], sys.argv[2], sys.argv[3]
+    verify = sys.argv[4] if len(sys.argv) > 4 else True
     session = requests.Session()
     url = base + "/me"
 
@@ -28,24 +29,14 @@ def main():
 
     for _ in range(20):
         me()
-    if seconds == "serve":
-        for line in sys.stdin:
-            slice_seconds = float(line)
-            calls, t0, elapsed = 0, time.perf_counter(), 0.0
-            while elapsed < slice_seconds:
-                me()
-                calls += 1
-                elapsed = time.perf_counter() - t0
-            print("RESULT " + json.dumps({"calls": calls, "seconds": elapsed}), flush=True)
-        return
-    seconds = float(seconds)
-    calls, t0, elapsed = 0, time.perf_counter(), 0.0
-    while elapsed < seconds:
-        for _ in range(16):
+    for line in sys.stdin:
+        slice_seconds = float(line)
+        calls, t0, elapsed = 0, time.perf_counter(), 0.0
+        while elapsed < slice_seconds:
             me()
-        calls += 16
-        elapsed = time.perf_counter() - t0
-    print("RESULT " + json.dumps({"calls": calls, "seconds": elapsed}), flush=True)
+            calls += 1
+            elapsed = time.perf_counter() - t0
+        print("RESULT " + json.dumps({"calls": calls, "seconds": elapsed}), flush=True)
 
 
 main()

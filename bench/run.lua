@@ -239,11 +239,11 @@ local function wall()
       return lua_cmd("luajit", "module.lua", "serve", base, ca)
     end },
     { key = "python", label = "Python requests.Session + .json()", cmd = function(base, ca)
-      return string.format("%s%s %s %s serve %s %s %s", Nginx.CLEAN_ENV, PYTHON, q(REPO .. "/bench/requests_bench.py"),
+      return string.format("%s%s %s %s %s %s %s", Nginx.CLEAN_ENV, PYTHON, q(REPO .. "/bench/requests_bench.py"),
         q(base), q(common.TOKEN), q(common.USER_ID), ca and q(ca) or "")
     end },
     { key = "luasocket", label = "LuaSocket socket.http + cjson (Lua 5.4)", cmd = function(base, ca)
-      return lua_cmd("lua54", "luasocket.lua", base, "serve", ca)
+      return lua_cmd("lua54", "luasocket.lua", base, ca)
     end },
   }
   for _, proto in ipairs({ "HTTP", "HTTPS" }) do
