@@ -921,7 +921,8 @@ end
 -- neither inside ig:batch nor in nginx, this is send_usual_get's short way in one function (the
 -- session it was prepared by is the one transport.session gives until ig:close, which forgets
 -- it); else send_usual_get. The same answer and errors as user_node, with the fewest Lua layers:
--- after a network round trip each one's code and tables are cold. false when the call is not that one.
+-- after a network round trip each one's code and tables are cold (so send_usual_get's last lines
+-- and user_of's test are written out here, not called). false when the call is not that one.
 local function kept_user(self, p, token, path)
   local query = p.get_query
   if token ~= p.get_token or path ~= p.get_path or query ~= p.user_default_query then return false end
