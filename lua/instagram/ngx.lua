@@ -497,12 +497,32 @@ function Conn:rest(out, max)
   end
 end
 
+-- true when s holds a comma or a %s blank (tab, LF, VT, FF, CR, space): a byte loop, which LuaJIT
+-- compiles, where a pattern search goes through the C matcher on every call
+local function has_comma_or_blank(s)
+  for i = 1, #s do
+    local b = byte(s, i)
+    if b == 44 or b == 32 or (b >= 9 and b <= 13) then return true end
+  end
+  return false
+end
+
+-- true when s is one or more ASCII digits
+local function all_digits(s)
+  if s == "" then return false end
+  for i = 1, #s do
+    local b = byte(s, i)
+    if b < 48 or b > 57 then return false end
+  end
+  return true
+end
+
 local function has_token(value, token)
   if not value then return false end
   local lv = lower(value)
   if lv == token then return true end
   -- one item with nothing to trim (the usual "keep-alive"): no list to walk
-  if not find(lv, "[,%s]") then return false end
+  if not has_comma_or_blank(lv) then return false end
   for item in value:gmatch("[^,]+") do
     if item:match("^%s*(.-)%s*$"):lower() == token then return true end
   end
@@ -554,8 +574,12 @@ local function read_head(c)
       local colon = find(line, ":", 1, true)
       local name = colon and response_name(sub(line, 1, colon - 1))
       if not name then fail("response", "malformed response header from " .. c.where) end
-      local from = find(line, "[^ \t]", colon + 1)
-      local value = from and sub(line, from) or ""
+      local from, b = colon + 1, byte(line, colon + 1)
+      while b == 32 or b == 9 do
+        from = from + 1
+        b = byte(line, from)
+      end
+      local value = b and sub(line, from) or ""
       -- trailing blanks: only when there are any (a pattern with a lazy .- walks the whole value)
       local last_byte = byte(value, -1)
       if last_byte == 32 or last_byte == 9 then value = match(value, "^(.-)[ \t]*$") end
@@ -646,7 +670,7 @@ local function read_body(c, method, status, headers, max)
   local cl = headers["content-length"]
   if cl then
     local length
-    if #cl <= 15 and not find(cl, "%D") then
+    if #cl <= 15 and all_digits(cl) then
       length = tonumber(cl) -- the usual single value: digits only
     else
       length = content_length_list(c, cl)

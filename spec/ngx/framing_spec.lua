@@ -295,6 +295,29 @@ describe("ngx transport framing (scripted sockets)", function()
       end
     end)
 
+    it("takes a header value after the blanks that follow the colon, up to its trailing blanks", function()
+      mock({ { pieces = { "HTTP/1.1 200 OK\r\nX-A:a\r\nX-B: \t b c\r\nX-C:\r\nX-D: \t \r\nX-E:\te \t\r\n"
+        .. "X-F: \vf\r\nContent-Length: 0\r\n\r\n" } } })
+      local h = assert(transport():request(get("https://h/"))).headers
+      assert.same({ "a", "b c", "", "", "e", "\vf" }, { h["x-a"], h["x-b"], h["x-c"], h["x-d"], h["x-e"], h["x-f"] })
+    end)
+
+    it("reads Content-Length as digits only, blanks around it aside", function()
+      for cl, body in pairs({ ["5"] = "hello", [" \t5"] = "hello", ["5 "] = "hello", ["005"] = "hello", ["0"] = "",
+          ["5,5"] = "hello", [" 5 , 5 "] = "hello" }) do
+        mock({ { pieces = { "HTTP/1.1 200 OK\r\nContent-Length:" .. cl .. "\r\n\r\nhello" } } })
+        local res, kind, msg = transport():request(get("https://h/"))
+        assert.equal(body, res and res.body, cl .. ": " .. tostring(kind) .. " " .. tostring(msg))
+      end
+      for _, cl in ipairs({ "", "+5", "5.0", "0x5", "5e0", "1234567890123456", "5;" }) do
+        mock({ { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: " .. cl .. "\r\n\r\nhello" } } })
+        local res, kind, msg = transport():request(get("https://h/"))
+        assert.is_nil(res, cl)
+        assert.equal("response", kind, cl)
+        assert.matches("content%-length", msg, 1, false)
+      end
+    end)
+
     it("accepts equal repeated Content-Length values", function()
       mock({ { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello" } } })
       assert.equal("hello", assert(transport():request(get("https://h/"))).body)
@@ -415,6 +438,23 @@ describe("ngx transport framing (scripted sockets)", function()
       assert.same({ false, true }, { kept(OK .. "HTTP/1.1 200 OK\r\n") })
       assert.same({ false, true }, { kept("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
         .. "0\r\n\r\n") })
+    end)
+
+    it("reads Connection as a list of tokens: any case, commas, and blanks from tab to CR or space", function()
+      local function kept_with(version, value)
+        return { kept(version .. " 200 OK\r\nConnection: " .. value .. "\r\nContent-Length: 0\r\n\r\n") }
+      end
+      for value, keep in pairs({ ["close"] = false, ["Close"] = false, ["keep-alive, close"] = false,
+          ["close\v"] = false, ["\fclose"] = false, ["x,close"] = false, ["closed"] = true, ["keep-alive"] = true,
+          ["cl ose"] = true, ["upgrade"] = true }) do
+        assert.same({ keep, not keep }, kept_with("HTTP/1.1", value), value)
+      end
+      -- HTTP/1.0 keeps the connection only with a keep-alive token
+      for value, keep in pairs({ ["keep-alive"] = true, ["Keep-Alive"] = true, ["keep-alive\v"] = true,
+          ["foo,\tkeep-alive"] = true, ["keep-alive,close"] = false, ["keep-alives"] = false,
+          ["keep alive"] = false }) do
+        assert.same({ keep, not keep }, kept_with("HTTP/1.0", value), value)
+      end
     end)
 
     it("retries on a fresh connection when a pooled one turns out closed", function()
