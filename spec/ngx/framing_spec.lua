@@ -318,6 +318,58 @@ describe("ngx transport framing (scripted sockets)", function()
       end
     end)
 
+    it("reads a head the same in one piece, byte by byte, and after a status line read alone", function()
+      local many = { "HTTP/1.1 200 OK\r\n" }
+      for i = 1, 201 do many[#many + 1] = "X-" .. i .. ": v\r\n" end
+      local heads = {
+        "HTTP/1.1 200 OK\r\nA: 1\r\nB:  2 \r\na: 3\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nX:\r\n\r\n",
+        "HTTP/1.1 200 OK\nA: 1\nB: 2\r\n\r\n",            -- bare LF lines, then CRLF CRLF
+        "HTTP/1.1 200 OK\r\nA: 1\n\nContent-Length: 2\r\n\r\nok", -- an empty bare-LF line ends the head
+        "HTTP/1.1 200 OK\r\nA: 1\r\r\n\r\n",             -- a CR before the CR LF stays in the value
+        "HTTP/1.1 200 OK\r\nA: 1\r\n\r\r\n\r\n",         -- one CR is taken off a line, not two
+        "HTTP/1.1 200 OK\r\nX-L: a\r\n  b\r\n\tc \r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-L:\r\n b\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n b\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nA\r\nB: has: colons\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nA: x\ry\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nA: x\0y\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nA: \t\r\nB: \r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n\r\n\r\n",
+        table.concat(many) .. "\r\n",
+        table.concat(many, "", 1, 200) .. "\r\n",
+      }
+      local function outcome(pieces)
+        mock({ { pieces = pieces } })
+        local res, kind, msg = transport():request(get("https://h/"))
+        if not res then return { kind = kind, msg = msg } end
+        return { status = res.status, headers = res.headers, body = res.body }
+      end
+      for _, head in ipairs(heads) do
+        local whole = outcome({ head })
+        local bytes = {}
+        for i = 1, #head do bytes[i] = head:sub(i, i) end
+        assert.same(whole, outcome(bytes), head)
+        local eol = head:find("\n", 1, true)
+        assert.same(whole, outcome({ head:sub(1, eol), head:sub(eol + 1) }), head)
+      end
+      -- and what the whole pieces gave, for a few of them
+      assert.same({ status = 200, headers = { a = "1, 3", b = "2", ["content-length"] = "2" }, body = "ok" },
+        outcome({ heads[1] }))
+      assert.same({ a = "1" }, outcome({ heads[5] }).headers)
+      assert.equal("response", outcome({ heads[6] }).kind)
+      assert.equal("response", outcome({ heads[7] }).kind)
+      assert.same({ ["x-l"] = "a b c", ["content-length"] = "0" }, outcome({ heads[8] }).headers)
+      assert.same({ ["x-l"] = "b" }, outcome({ heads[9] }).headers)
+      for k = 10, 15 do assert.equal("response", outcome({ heads[k] }).kind, heads[k]) end
+      assert.same({ a = "", b = "" }, outcome({ heads[16] }).headers)
+      assert.matches("more than 200", outcome({ heads[18] }).msg)
+      assert.equal(200, outcome({ heads[19] }).status)
+    end)
+
     it("accepts equal repeated Content-Length values", function()
       mock({ { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello" } } })
       assert.equal("hello", assert(transport():request(get("https://h/"))).body)
