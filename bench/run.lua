@@ -7,7 +7,7 @@
 --
 --   lua5.4 bench/run.lua        (make bench; make bench-callgrind runs the callgrind part alone)
 -- Environment: BENCH_ROUNDS (150) and BENCH_SECONDS per contender per round (0.02) of the
---   sequential part,
+--   sequential part, BENCH_WRK_ROUNDS (20) and BENCH_WRK_SECONDS (1) of the OpenResty part,
 --   BENCH_ONLY=wall,callgrind,counts,overlap,openresty,pure,memory (default: all),
 --   BENCH_OUT (build/bench/report.md), BENCH_RAWCURL (build/bench/rawcurl), NGINX, WRK.
 local Nginx = require "spec.support.nginx"
@@ -19,7 +19,10 @@ local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.02
 local OUT = os.getenv("BENCH_OUT") or "build/bench/report.md"
 local RAWCURL = os.getenv("BENCH_RAWCURL") or "build/bench/rawcurl"
 local WRK = os.getenv("WRK") or "wrk"
-local WRK_ROUNDS = 9 -- alternating wrk rounds of 2 s per location, after a warm-up
+-- alternating wrk rounds per location, after a warm-up: many short rounds, so that each pair of
+-- /ig and /proxy figures is taken close together (this machine's speed drifts over seconds)
+local WRK_ROUNDS = tonumber(os.getenv("BENCH_WRK_ROUNDS")) or 20
+local WRK_SECONDS = tonumber(os.getenv("BENCH_WRK_SECONDS")) or 1
 local PYTHON = "/usr/bin/python3"
 local CALLGRIND_N = 100 -- calls; the figure is (Ir(2N) - Ir(N)) / N
 local PURE_ROUNDS = 40 -- rounds of the pure work, the fastest counts
@@ -416,7 +419,7 @@ local function overlap()
 end
 
 local function wrk_rate(path, seconds)
-  local cmd = string.format("%s%s -t1 -c16 -d%ds %s", Nginx.CLEAN_ENV, WRK, seconds or 2, q(S.front .. path))
+  local cmd = string.format("%s%s -t1 -c16 -d%ds %s", Nginx.CLEAN_ENV, WRK, seconds or WRK_SECONDS, q(S.front .. path))
   local p = assert(io.popen(cmd .. " 2>&1", "r"))
   local out = p:read("*a")
   local ok = p:close()
@@ -543,10 +546,10 @@ local function main()
       .. "module builds the URL and decodes with exact IDs on every call.", SECONDS, ROUNDS)
   end
   if ONLY.openresty then
-    notes[#notes + 1] = string.format("OpenResty: wrk -t1 -c16, %d alternating rounds of 2 s per location after a "
+    notes[#notes + 1] = string.format("OpenResty: wrk -t1 -c16, %d alternating rounds of %d s per location after a "
       .. "warm-up of 3 s (/ig) and 1 s (/proxy) that is not counted; the ratio is the median of the per-round "
       .. "ratios. Both locations run in one nginx worker on this machine's cores, with wrk and the bench "
-      .. "server.", WRK_ROUNDS)
+      .. "server.", WRK_ROUNDS, WRK_SECONDS)
   end
   local err_tail = srv:log_tail(5)
   if err_tail:find("%[alert%]") or err_tail:find("%[emerg%]") then
