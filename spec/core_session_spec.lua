@@ -501,11 +501,43 @@ describe("core.session against a loopback server", function()
       raises("fetch_object: decode must be a function", function() s:fetch_object(req) end)
       raises("fetch_object: decode must be a function", function() s:fetch_object(req, "x") end)
       local other = core.session({ allow_http = true })
-      raises("perform: the request was prepared by another session",
+      raises("fetch_object: the request was prepared by another session",
         function() s:fetch_object(other:prepare(answer(200, "{}")), json.decode) end)
+      raises("fetch_object: url must be a string", function() s:fetch_object({ url = 1 }, json.decode) end)
       other:close()
       s:close()
-      raises("perform: session is closed", function() s:fetch_object(req, json.decode) end)
+      raises("fetch_object: session is closed", function() s:fetch_object(req, json.decode) end)
+    end)
+
+    it("runs its decode as the transfer finishes: an error it raises comes out, a call it makes works", function()
+      local s = core.session({ allow_http = true })
+      local other = core.session({ allow_http = true })
+      local req = s:prepare(answer(200, '{"id":1}'))
+      local table_req = answer(200, '{"id":2}') -- a table: its url anchored for the call, then let go
+      raises("from decode", function() s:fetch_object(req, function() error("from decode", 0) end) end)
+      -- the session is not left busy, and the kept request still works
+      assert.same({ id = "1" }, (s:fetch_object(req, json.decode)))
+      raises("perform: session is busy", function()
+        s:fetch_object(req, function() return s:perform(req) end)
+      end)
+      -- a decode that makes transfers of its own, on another session, perform and fetch_object
+      local inner = other:prepare(answer(200, '{"id":3}'))
+      local seen = {}
+      local function decode(text)
+        seen[#seen + 1] = assert(other:perform(inner)).body
+        seen[#seen + 1] = (other:fetch_object(inner, json.decode)).id
+        seen[#seen + 1] = (other:fetch_object(answer(200, '{"id":4}'), json.decode)).id
+        return json.decode(text)
+      end
+      for _ = 1, 2 do
+        assert.same({ id = "1" }, (s:fetch_object(req, decode)))
+        assert.same({ id = "2" }, (s:fetch_object(table_req, decode)))
+      end
+      assert.same({ '{"id":3}', "3", "4", '{"id":3}', "3", "4", '{"id":3}', "3", "4", '{"id":3}', "3", "4" }, seen)
+      -- and perform, after all that, gives its own answer
+      assert.equal('{"id":2}', assert(s:perform(table_req)).body)
+      other:close()
+      s:close()
     end)
   end)
 

@@ -124,6 +124,7 @@ typedef struct {
     session *s;
     prepared *reqs;
     int n, concurrency;
+    int usual; /* fetch_object: results[1] is the usual success, decoded (see finish_request) */
 } batch;
 
 /* ---------- buffers ---------- */
@@ -886,9 +887,50 @@ static int response_index(lua_State *L)
     return 1;
 }
 
-/* Stores the result of the transfer in sl at results[sl->req] and idles sl. */
+/* text, after Lua's %s whitespace, begins with '{' */
+static int starts_with_brace(const char *t, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\v' || t[i] == '\f' || t[i] == '\r'))
+        i++;
+    return i < n && t[i] == '{';
+}
+
+/* fetch_object's usual success, told as errors.classify tells it first: a 2xx whose body, after
+ * whitespace, begins with '{' and decodes (decode: the function at that stack index) to a table
+ * without an error, error_type or error_message field. Then the table, normalized (exact IDs), is
+ * on the stack top and 1 is returned; else the stack is as it was and 0. */
+static int push_usual_object(lua_State *L, int decode, long status, const char *body, size_t len)
+{
+    int top;
+    if (status < 200 || status >= 300 || !starts_with_brace(body, len)) return 0;
+    top = lua_gettop(L);
+    lua_pushvalue(L, decode);
+    lua_pushlstring(L, body, len);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pushliteral(L, "error");
+        lua_rawget(L, -2);
+        lua_pushliteral(L, "error_type");
+        lua_rawget(L, -3);
+        lua_pushliteral(L, "error_message");
+        lua_rawget(L, -4);
+        if (lua_isnil(L, -1) && lua_isnil(L, -2) && lua_isnil(L, -3)) {
+            lua_pop(L, 3);
+            ig_normalize_ids(L, top + 1);
+            return 1;
+        }
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+/* Stores the result of the transfer in sl at results[sl->req] and idles sl. With decode (a stack
+ * index; 0 for none: perform and perform_many), the usual success of a plain transfer is stored
+ * decoded instead, with its usage headers at results.usage_headers, and b->usual is set: no
+ * response table is made for it (fetch_object). */
 static void finish_request(lua_State *L, session *s, slot *sl, const prepared *req, CURLcode rc,
-                           int results)
+                           int results, int decode, batch *b)
 {
     int index = sl->req;
     if (sl->in_multi) {
@@ -898,6 +940,15 @@ static void finish_request(lua_State *L, session *s, slot *sl, const prepared *r
     if (rc == CURLE_OK && !sl->body_too_big && !sl->head_too_big && !sl->out_of_memory) {
         long status = 0;
         curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (decode && !sl->has_fd
+            && push_usual_object(L, decode, status, sl->body.data ? sl->body.data : "", sl->body.len)) {
+            lua_rawseti(L, results, index);
+            push_headers(L, sl->head.data, sl->head.len, USAGE_HEADERS);
+            lua_setfield(L, results, "usage_headers");
+            b->usual = 1;
+            slot_idle(s, sl, 0);
+            return;
+        }
         lua_createtable(L, 0, 4);
         lua_pushinteger(L, (lua_Integer)status);
         lua_setfield(L, -2, "status");
@@ -968,7 +1019,7 @@ static int run_batch(lua_State *L)
 {
     batch *b = (batch *)lua_touserdata(L, 1);
     session *s = b->s;
-    const int anchor = 2, results = 3;
+    const int anchor = 2, results = 3, decode = lua_isnil(L, 4) ? 0 : 4;
     int next = 0, active = 0;
     int width = ensure_slots(s, b->concurrency);
     const char *err = session_adopt(s);
@@ -1011,7 +1062,7 @@ static int run_batch(lua_State *L)
             if (m->msg != CURLMSG_DONE) continue;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
             sl = (slot *)priv;
-            finish_request(L, s, sl, &b->reqs[sl->req - 1], rc, results);
+            finish_request(L, s, sl, &b->reqs[sl->req - 1], rc, results, decode, b);
             active--;
             completed++;
         }
@@ -1026,7 +1077,8 @@ static int run_batch(lua_State *L)
     return 0;
 }
 
-static void run(lua_State *L, session *s, prepared *reqs, int n, int concurrency, int anchor, int results)
+static int run(lua_State *L, session *s, prepared *reqs, int n, int concurrency, int anchor, int results,
+               int decode)
 {
     batch b;
     int status;
@@ -1034,17 +1086,23 @@ static void run(lua_State *L, session *s, prepared *reqs, int n, int concurrency
     b.reqs = reqs;
     b.n = n;
     b.concurrency = concurrency;
+    b.usual = 0;
     /* run_batch, the upvalue of perform and perform_many: pushing the function itself would
      * make a new closure object per call under LuaJIT */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushlightuserdata(L, &b);
     lua_pushvalue(L, anchor);
     lua_pushvalue(L, results);
+    if (decode)
+        lua_pushvalue(L, decode);
+    else
+        lua_pushnil(L);
     s->busy = 1;
-    status = lua_pcall(L, 3, 0, 0);
+    status = lua_pcall(L, 4, 0, 0);
     reset_all_slots(s);
     s->busy = 0;
     if (status != 0) lua_error(L);
+    return b.usual;
 }
 
 /* ---------- argument checking (all before any transfer starts) ---------- */
@@ -1325,99 +1383,75 @@ static void push_result_values(lua_State *L, int *nret)
     *nret = 4;
 }
 
-static int l_perform(lua_State *L)
+/* perform's body, for perform and fetch_object: fname names the caller in its errors; decode is
+ * fetch_object's decode function (its stack index, 3), or 0 for perform */
+static int perform_one(lua_State *L, const char *fname, int decode)
 {
-    session *s = check_session(L, "perform");
+    session *s = check_session(L, fname);
     prepared p; /* holds no resource: an error raised while it is filled leaks nothing */
-    int acount = 0, nret;
+    int acount = 0, nret, usual;
+    const int t = decode ? decode + 1 : 3; /* the results and anchor table */
     const request_ud *r = to_request(L, 2);
     if (r == NULL) luaL_checktype(L, 2, LUA_TTABLE);
-    else if (r->owner != s->id) return luaL_error(L, "perform: the request was prepared by another session");
-    lua_settop(L, 2);
-    /* 3: the results (the one result at [1]) and the anchor (url, file, body, then the header
-     * lines, from [2]) in one table: perform's upvalue, emptied after each call (nothing runs
-     * Lua code during one, so no other perform of this Lua state can use it meanwhile). A call
-     * that raised left its anchors (the url is always at [2]): then a new table. */
+    else if (r->owner != s->id) return luaL_error(L, "%s: the request was prepared by another session", fname);
+    lua_settop(L, t - 1);
+    /* t: the results (the one result at [1]) and the anchor (url, file, body, then the header
+     * lines, from [2]) in one table: the function's upvalue, emptied after each call (only a
+     * fetch_object's decode runs Lua code during one, and a call made there finds the anchors in
+     * use or none at all). A call that raised left its anchors (the url is always at [2]): then a
+     * new table. */
     lua_pushvalue(L, lua_upvalueindex(2));
-    lua_rawgeti(L, 3, 2);
+    lua_rawgeti(L, t, 2);
     if (!lua_isnil(L, -1)) {
         lua_createtable(L, 8, 0);
-        lua_replace(L, 3);
-        lua_pushvalue(L, 3);
+        lua_replace(L, t);
+        lua_pushvalue(L, t);
         lua_replace(L, lua_upvalueindex(2));
     }
     lua_pop(L, 1);
     acount = 1;
-    if (r) /* anchored as perform's argument */
+    if (r) /* anchored as the argument */
         p = r->p;
     else
-        prepare_request(L, s, 2, 3, &acount, &p, "perform", 0);
-    run(L, s, &p, 1, 1, 3, 3);
-    lua_rawgeti(L, 3, 1);
+        prepare_request(L, s, 2, t, &acount, &p, fname, 0);
+    usual = run(L, s, &p, 1, 1, t, t, decode);
+    lua_rawgeti(L, t, 1);
     for (; acount > 0; acount--) {
         lua_pushnil(L);
-        lua_rawseti(L, 3, acount);
+        lua_rawseti(L, t, acount);
+    }
+    if (usual) { /* fetch_object's usual success: the object, and its usage headers (nil when none came) */
+        lua_pushliteral(L, "usage_headers");
+        lua_rawget(L, t);
+        lua_pushnil(L);
+        lua_setfield(L, t, "usage_headers");
+        return 2;
     }
     push_result_values(L, &nret);
+    if (decode && nret == 1) { /* any other response, after false */
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
     return nret;
 }
 
-/* text, after Lua's %s whitespace, begins with '{' */
-static int starts_with_brace(const char *t, size_t n)
+static int l_perform(lua_State *L)
 {
-    size_t i = 0;
-    while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\v' || t[i] == '\f' || t[i] == '\r'))
-        i++;
-    return i < n && t[i] == '{';
+    return perform_one(L, "perform", 0);
 }
 
 /* sess:fetch_object(req, decode) -> object, usage_headers | false, response | nil, kind, message[, status]
- * perform (upvalue 1), then the test errors.classify makes first, in C: a 2xx whose body, after
- * whitespace, begins with '{' and decodes (decode: instagram.json.decode) to a table without an
- * error, error_type or error_message field is the usual success, returned decoded and normalized
- * (normalize_ids), with the response's usage headers (nil when none came). Any other response is
- * returned as perform returned it, after false; a failed transfer as perform returns it. */
+ * perform, with the test errors.classify makes first made in C as the transfer finishes: a 2xx
+ * whose body, after whitespace, begins with '{' and decodes (decode: instagram.json.decode) to a
+ * table without an error, error_type or error_message field is the usual success, returned decoded
+ * and normalized (normalize_ids), with the response's usage headers (nil when none came), and no
+ * response table is made for it. Any other response is returned as perform returns it, after
+ * false; a failed transfer as perform returns it. */
 static int l_fetch_object(lua_State *L)
 {
-    size_t len;
-    const char *text;
-    lua_Integer status;
     if (lua_type(L, 3) != LUA_TFUNCTION) return luaL_error(L, "fetch_object: decode must be a function");
-    lua_settop(L, 3);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, 2);
-    lua_call(L, 2, LUA_MULTRET); /* perform: its misuse errors name it */
-    if (lua_gettop(L) != 4 || lua_type(L, 4) != LUA_TTABLE) return lua_gettop(L) - 3; /* nil, kind, ... */
-    lua_pushliteral(L, "status");
-    lua_rawget(L, 4);
-    status = lua_tointeger(L, -1);
-    lua_pushliteral(L, "body");
-    lua_rawget(L, 4); /* 6 */
-    text = lua_tolstring(L, 6, &len);
-    if (status >= 200 && status < 300 && text != NULL && starts_with_brace(text, len)) {
-        lua_pushvalue(L, 3);
-        lua_pushvalue(L, 6);
-        lua_call(L, 1, 1); /* 7 */
-        if (lua_type(L, 7) == LUA_TTABLE) {
-            lua_pushliteral(L, "error");
-            lua_rawget(L, 7);
-            lua_pushliteral(L, "error_type");
-            lua_rawget(L, 7);
-            lua_pushliteral(L, "error_message");
-            lua_rawget(L, 7);
-            if (lua_isnil(L, -1) && lua_isnil(L, -2) && lua_isnil(L, -3)) {
-                lua_settop(L, 7);
-                ig_normalize_ids(L, 7);
-                lua_pushliteral(L, "usage_headers");
-                lua_rawget(L, 4);
-                return 2;
-            }
-        }
-    }
-    lua_pushboolean(L, 0);
-    lua_pushvalue(L, 4);
-    return 2;
+    return perform_one(L, "fetch_object", 3);
 }
 
 static int l_perform_many(lua_State *L)
@@ -1457,7 +1491,7 @@ static int l_perform_many(lua_State *L)
     if (n > 0) {
         if (concurrency > n) concurrency = n;
         if (concurrency > MAX_CONCURRENCY) concurrency = MAX_CONCURRENCY;
-        run(L, s, p, n, (int)concurrency, 3, 5);
+        run(L, s, p, n, (int)concurrency, 3, 5, 0);
     }
     return 1;
 }
@@ -1712,15 +1746,17 @@ void ig_open_session(lua_State *L)
         ig_setfuncs(L, metamethods);
         lua_newtable(L);
         ig_setfuncs(L, methods);
-        /* perform and perform_many run their transfers through run_batch, their upvalue */
+        /* perform, fetch_object and perform_many run their transfers through run_batch, their
+         * upvalue */
         lua_pushcfunction(L, run_batch);
         lua_pushvalue(L, -1);
         lua_createtable(L, 8, 0);
         lua_pushcclosure(L, l_perform, 2);
-        lua_pushvalue(L, -1);
-        lua_pushcclosure(L, l_fetch_object, 1); /* fetch_object calls perform */
-        lua_setfield(L, -4, "fetch_object");
         lua_setfield(L, -3, "perform");
+        lua_pushvalue(L, -1);
+        lua_createtable(L, 8, 0); /* a table of its own: its decode may call perform */
+        lua_pushcclosure(L, l_fetch_object, 2);
+        lua_setfield(L, -3, "fetch_object");
         lua_pushcclosure(L, l_perform_many, 1);
         lua_setfield(L, -2, "perform_many");
         lua_setfield(L, -2, "__index");
