@@ -2,9 +2,10 @@
 -- versions in bench/purelua.lua, in one process, interleaved, the fastest of ROUNDS short rounds:
 -- this is CPU-bound work, where a round the scheduler interrupted only gets slower, so on a shared
 -- machine the minimum is the steady figure (the network figures of bench/run.lua are medians).
---   pure.lua [ROUNDS]  -> RESULT {rows = {{name, module, cjson, purelua, bytes}, ...}}
+--   pure.lua [ROUNDS]  -> RESULT {rows = {{name, module, cjson, purelua, bytes, vs_cjson, speedup}, ...}}
 --                         (seconds per call in the fastest round; bytes: Lua bytes the module
---                         allocates per call, collector stopped)
+--                         allocates per call, collector stopped; vs_cjson and speedup: the
+--                         medians of the per-round ratios module/cjson and purelua/module)
 -- Before timing, each baseline must give the module's answer, so a broken baseline fails the run.
 local common = require "bench.common"
 local instagram = require "instagram"
@@ -164,9 +165,18 @@ for i, row in ipairs(rows) do
       end
     end
   end
+  -- the ratios pair the contenders of each round (run back to back), as the other parts of the
+  -- bench do: the median of the per-round ratios, which one lucky round of one contender (a round
+  -- that missed a collector step, say) does not move as it moves that contender's fastest round
+  local vs_cjson, speedup = {}, {}
+  for r = 1, ROUNDS do
+    if fns[2] then vs_cjson[r] = samples[1][r] / samples[2][r] end
+    speedup[r] = samples[3][r] / samples[1][r]
+  end
   out[i] = {
     name = row.name, module = math.min(unpack(samples[1])), cjson = fns[2] and math.min(unpack(samples[2])) or nil,
     purelua = math.min(unpack(samples[3])), bytes = bytes_per_call(fns[1]),
+    vs_cjson = fns[2] and common.median(vs_cjson) or nil, speedup = common.median(speedup),
   }
 end
 common.result({ rows = out })

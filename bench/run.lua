@@ -464,7 +464,7 @@ local function pure()
     for _, r in ipairs(res.rows) do
       local bytes = string.format(", %s B", fmt_int(r.bytes))
       if r.cjson then
-        local x = r.module / r.cjson
+        local x = r.vs_cjson
         local limit = r.name:find("25 items") and 1.15 or r.name:find("token") and 1.3 or nil
         local met
         if limit then met = x <= limit end
@@ -472,7 +472,7 @@ local function pure()
           compared = "`cjson.safe.decode` " .. fmt_time(r.cjson), ratio = fmt_ratio(x, limit),
           target = limit and ("≤ " .. limit .. "×"), met = met })
       end
-      local speedup = r.purelua / r.module
+      local speedup = r.speedup
       row({ section = section, measure = r.name .. ": speed-up over pure Lua",
         figure = r.cjson and "" or fmt_time(r.module) .. bytes, compared = "pure Lua " .. fmt_time(r.purelua),
         ratio = fmt_ratio(speedup, 3), target = "≥ 3×", met = speedup >= 3 })
@@ -481,7 +481,8 @@ local function pure()
   notes[#notes + 1] = "Pure work: the fastest of " .. PURE_ROUNDS .. " interleaved rounds per contender, each from a "
     .. "collected heap "
     .. "(CPU-bound: an interrupted "
-    .. "round only gets slower). bench/purelua.lua holds the baselines (string.format + gsub URL encoding; "
+    .. "round only gets slower); each ratio is the median of the per-round ratios (the contenders of a round "
+    .. "run back to back). bench/purelua.lua holds the baselines (string.format + gsub URL encoding; "
     .. "gmatch query parser; pure-Lua base64url + the C core's HMAC-SHA256 + cjson; utf8 check + "
     .. "string-aware big-integer quoting scanner + cjson). Figures after the time are Lua bytes allocated per call."
 end
