@@ -1087,8 +1087,8 @@ static int run(lua_State *L, session *s, prepared *reqs, int n, int concurrency,
     b.n = n;
     b.concurrency = concurrency;
     b.usual = 0;
-    /* run_batch, the upvalue of perform and perform_many: pushing the function itself would
-     * make a new closure object per call under LuaJIT */
+    /* run_batch, the upvalue of perform, fetch_object and perform_many: pushing the function
+     * itself would make a new closure object per call under LuaJIT */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushlightuserdata(L, &b);
     lua_pushvalue(L, anchor);

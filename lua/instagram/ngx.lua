@@ -579,7 +579,7 @@ local function read_head(c)
         from = from + 1
         b = byte(line, from)
       end
-      local value = b and sub(line, from) or ""
+      local value = sub(line, from) -- "" when only blanks follow the colon
       -- trailing blanks: only when there are any (a pattern with a lazy .- walks the whole value)
       local last_byte = byte(value, -1)
       if last_byte == 32 or last_byte == 9 then value = match(value, "^(.-)[ \t]*$") end
