@@ -16,8 +16,13 @@ build/bench/rawcurl: bench/rawcurl.c mk/bench.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -D_POSIX_C_SOURCE=200809L -o $@ $< $(LDFLAGS) -lcurl
 
+# the floor contender: a Lua 5.4 C module of one function (bench/floor.c)
+build/bench/5.4/benchfloor.so: bench/floor.c mk/bench.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L $(LUA54_INC) -shared -o $@ $< $(LDFLAGS) -lcurl
+
 bench: bench-deps
-	@$(MAKE) --no-print-directory build build/bench/rawcurl
+	@$(MAKE) --no-print-directory build build/bench/rawcurl build/bench/5.4/benchfloor.so
 	$(BENCH_ENV) lua5.4 bench/run.lua
 
 bench-callgrind: bench-deps
