@@ -6,7 +6,7 @@
 -- A target not met is a finding, not a failure; a contender that crashes fails the run.
 --
 --   lua5.4 bench/run.lua        (make bench; make bench-callgrind runs the callgrind part alone)
--- Environment: BENCH_ROUNDS (150) and BENCH_SECONDS per contender per round (0.02) of the
+-- Environment: BENCH_ROUNDS (300) and BENCH_SECONDS per contender per round (0.02) of the
 --   sequential part, BENCH_WRK_ROUNDS (20) and BENCH_WRK_SECONDS (1) of the OpenResty part,
 --   BENCH_ONLY=wall,callgrind,counts,overlap,openresty,pure,memory (default: all),
 --   BENCH_OUT (build/bench/report.md), BENCH_RAWCURL (build/bench/rawcurl), NGINX, WRK.
@@ -14,7 +14,7 @@ local Nginx = require "spec.support.nginx"
 local common = require "bench.common"
 local cjson = require "cjson"
 
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 150
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 300
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS")) or 0.02
 local OUT = os.getenv("BENCH_OUT") or "build/bench/report.md"
 local RAWCURL = os.getenv("BENCH_RAWCURL") or "build/bench/rawcurl"
