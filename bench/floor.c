@@ -5,38 +5,14 @@
  * over the raw loop is what a Lua process, one C call and lua-cjson cost; what lua-instagram
  * costs over it is its own work (the URL, the exact-ID decode, the checks).
  * Any failed transfer or a status other than 200 raises. */
-#include <stdlib.h>
-#include <string.h>
-
 #include <curl/curl.h>
 #include <lua.h>
 #include <lauxlib.h>
 
-struct body {
-    char *data;
-    size_t len, cap;
-};
+#include "body.h"
 
 static CURL *handle;
 static struct body received;
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct body *b = (struct body *)userdata;
-    size_t n = size * nmemb;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        char *p;
-        while (cap < b->len + n) cap *= 2;
-        p = (char *)realloc(b->data, cap);
-        if (p == NULL) return 0;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    return n;
-}
 
 static int get(lua_State *L)
 {

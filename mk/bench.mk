@@ -12,12 +12,12 @@ BENCH_ENV     = LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5
 bench-deps:
 	@scripts/ensure-deps base bench
 
-build/bench/rawcurl: bench/rawcurl.c mk/bench.mk
+build/bench/rawcurl: bench/rawcurl.c bench/body.h mk/bench.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -D_POSIX_C_SOURCE=200809L -o $@ $< $(LDFLAGS) -lcurl
 
 # the floor contender: a Lua 5.4 C module of one function (bench/floor.c)
-build/bench/5.4/benchfloor.so: bench/floor.c mk/bench.mk
+build/bench/5.4/benchfloor.so: bench/floor.c bench/body.h mk/bench.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L $(LUA54_INC) -shared -o $@ $< $(LDFLAGS) -lcurl
 
